@@ -1,0 +1,48 @@
+# The README's commands. Each one makes the virtual environment it needs.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+HOST   ?= 127.0.0.1
+PORT   ?= 5000
+
+.PHONY: demo test lint type docs bench clean
+
+$(BIN)/python:
+	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 9) and "flask-observe needs Python 3.9 or newer")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed-demo: $(BIN)/python setup.cfg pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[example]'
+	touch $@
+
+$(VENV)/.installed-test: $(BIN)/python setup.cfg pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[test,docs,example]'
+	touch $@
+
+$(VENV)/.installed-bench: $(BIN)/python setup.cfg pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[bench,example]'
+	touch $@
+
+demo: $(VENV)/.installed-demo
+	$(BIN)/python -m example_app --host $(HOST) --port $(PORT)
+
+test: lint type
+	$(BIN)/python -m pytest
+	$(MAKE) docs
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check flask_observe tests example_app bench
+	$(BIN)/ruff format --check flask_observe tests example_app bench
+
+type: $(VENV)/.installed-test
+	$(BIN)/mypy --strict flask_observe
+
+docs: $(VENV)/.installed-test
+	$(BIN)/sphinx-build -W -q -b html docs docs/_build/html
+
+bench: $(VENV)/.installed-bench
+	$(BIN)/python bench/overhead.py
+
+clean:
+	rm -rf $(VENV) docs/_build build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache

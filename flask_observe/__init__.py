@@ -1,0 +1,8 @@
+"""flask-observe: metrics, structured logs, traces and health checks for Flask, in one line."""
+
+from ._version import __version__
+from .config import ConfigError
+from .extension import Observe
+from .metrics import counted, timed
+
+__all__ = ["ConfigError", "Observe", "__version__", "counted", "timed"]

@@ -1,0 +1,232 @@
+"""The ``OBSERVE_*`` configuration keys: defaults, validation, one frozen settings object.
+
+Every key is declared once in :data:`_KEYS` with its default and its validator. ``init_app``
+sets the defaults with ``app.config.setdefault``, then :func:`load_settings` reads and checks
+every key once, so a bad value fails at start-up with the key, the value and what is allowed,
+and nothing reads ``app.config`` on the request path.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Optional, Sequence, Tuple, Union
+
+__all__ = ["ConfigError", "Settings", "load_settings", "set_defaults"]
+
+_log = logging.getLogger("flask_observe")
+
+#: The seed latency buckets of the design; the latency alert threshold is merged in.
+SEED_BUCKETS: Tuple[float, ...] = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+#: Request and response body sizes, in bytes: 100 B to 10 MB by decades.
+DEFAULT_SIZE_BUCKETS: Tuple[float, ...] = (100.0, 1e3, 1e4, 1e5, 1e6, 1e7)
+
+Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+
+
+class ConfigError(ValueError):
+    """An ``OBSERVE_*`` value is invalid.
+
+    Raised by :meth:`flask_observe.Observe.init_app`. The message names the key, the value
+    it was given and what is allowed.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(self, key: str, value: object, allowed: str) -> None:
+        self.key = key
+        self.value = value
+        self.allowed = allowed
+        super().__init__(f"{key} = {value!r} is invalid: expected {allowed}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated configuration of one app, read once in ``init_app``.
+
+    Each field is the value of the ``OBSERVE_*`` key of the same name, upper-cased; see
+    :doc:`/configuration` for their meaning.
+    """
+
+    service_name: str
+    metrics_enabled: bool
+    metrics_path: Optional[str]
+    health_path: str
+    group_by: str
+    buckets: Tuple[float, ...]
+    size_buckets: Tuple[float, ...]
+    alert_latency_seconds: float
+    exclude_paths: Tuple[str, ...]
+    metrics_bearer_token: Optional[str]
+    metrics_allow_networks: Optional[Tuple[Network, ...]]
+
+
+# -- validators: each takes (key, value) and returns the clean value or raises ConfigError --
+
+Validator = Callable[[str, Any], Any]
+
+
+def _bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise ConfigError(key, value, "True or False")
+
+
+def _choice(*allowed: str) -> Validator:
+    def check(key: str, value: Any) -> str:
+        if isinstance(value, str) and value in allowed:
+            return value
+        raise ConfigError(key, value, "one of " + ", ".join(repr(a) for a in allowed))
+
+    return check
+
+
+def _optional_str(key: str, value: Any) -> Optional[str]:
+    if value is None:
+        return None
+    if isinstance(value, str) and value:
+        return value
+    raise ConfigError(key, value, "a non-empty string or None")
+
+
+def _path(key: str, value: Any) -> str:
+    if isinstance(value, str) and value.startswith("/"):
+        return value.rstrip("/") or "/"
+    raise ConfigError(key, value, "a URL path starting with '/', such as '/metrics'")
+
+
+def _optional_path(key: str, value: Any) -> Optional[str]:
+    return None if value is None else _path(key, value)
+
+
+def _positive_number(key: str, value: Any) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if math.isfinite(value) and value > 0:
+            return float(value)
+    raise ConfigError(key, value, "a positive, finite number")
+
+
+def _buckets(key: str, value: Any) -> Optional[Tuple[float, ...]]:
+    return None if value is None else validate_buckets(key, value)
+
+
+def validate_buckets(key: str, value: Any) -> Tuple[float, ...]:
+    """Check histogram bucket bounds; :class:`ConfigError` naming *key* if they are bad."""
+    allowed = "a non-empty, strictly increasing sequence of positive, finite numbers"
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or not value:
+        raise ConfigError(key, value, allowed)
+    for item in value:
+        if isinstance(item, bool) or not isinstance(item, (int, float)):
+            raise ConfigError(key, value, allowed + f" ({item!r} is not a number)")
+        if not math.isfinite(item) or item <= 0:
+            raise ConfigError(key, value, allowed + f" ({item!r} is not positive and finite)")
+    if any(b <= a for a, b in zip(value, value[1:])):
+        raise ConfigError(key, value, allowed + " (they are not sorted, or repeat)")
+    return tuple(float(v) for v in value)
+
+
+def _path_list(key: str, value: Any) -> Optional[Tuple[str, ...]]:
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise ConfigError(key, value, "a list of URL paths starting with '/', or None")
+    return tuple(_path(key, item) for item in value)
+
+
+def _networks(key: str, value: Any) -> Optional[Tuple[Network, ...]]:
+    if value is None:
+        return None
+    allowed = "a list of networks in CIDR notation, such as ['10.0.0.0/8', '::1/128'], or None"
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise ConfigError(key, value, allowed)
+    networks = []
+    for item in value:
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except (TypeError, ValueError):
+            raise ConfigError(key, value, allowed + f" ({item!r} is not one)") from None
+    return tuple(networks)
+
+
+# -- the keys --
+
+
+@dataclass(frozen=True)
+class _Key:
+    default: Any
+    validate: Validator
+
+
+_KEYS: Mapping[str, _Key] = {
+    "OBSERVE_SERVICE_NAME": _Key(None, _optional_str),
+    "OBSERVE_METRICS_ENABLED": _Key(True, _bool),
+    "OBSERVE_METRICS_PATH": _Key("/metrics", _optional_path),
+    "OBSERVE_HEALTH_PATH": _Key("/healthz", _path),
+    "OBSERVE_GROUP_BY": _Key("route", _choice("route", "endpoint")),
+    "OBSERVE_BUCKETS": _Key(None, _buckets),
+    "OBSERVE_SIZE_BUCKETS": _Key(None, _buckets),
+    "OBSERVE_ALERT_LATENCY_SECONDS": _Key(2.0, _positive_number),
+    "OBSERVE_EXCLUDE_PATHS": _Key(None, _path_list),
+    "OBSERVE_METRICS_BEARER_TOKEN": _Key(None, _optional_str),
+    "OBSERVE_METRICS_ALLOW_NETWORKS": _Key(None, _networks),
+}
+
+KNOWN_KEYS = frozenset(_KEYS)
+
+
+def set_defaults(config: dict[str, Any]) -> None:
+    """Set every ``OBSERVE_*`` key the app has not set to its default."""
+    for name, key in _KEYS.items():
+        config.setdefault(name, key.default)
+
+
+def _warn_unknown_keys(config: Mapping[str, Any]) -> None:
+    for name in config:
+        if isinstance(name, str) and name.startswith("OBSERVE_") and name not in KNOWN_KEYS:
+            close = difflib.get_close_matches(name, KNOWN_KEYS, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            _log.warning("Unknown configuration key %s is ignored%s", name, hint)
+
+
+def load_settings(
+    config: Mapping[str, Any], *, app_name: str, overrides: Mapping[str, Any]
+) -> Settings:
+    """Validate the ``OBSERVE_*`` keys of *config* into a :class:`Settings`.
+
+    :param config: the app's config, with defaults already set.
+    :param app_name: the app's name, the default service name.
+    :param overrides: constructor arguments of :class:`~flask_observe.Observe`, keyed by
+        config key; they take precedence over the config.
+    :raises ConfigError: naming the first invalid key.
+    """
+    _warn_unknown_keys(config)
+
+    def get(name: str) -> Any:
+        raw = overrides[name] if name in overrides else config.get(name, _KEYS[name].default)
+        return _KEYS[name].validate(name, raw)
+
+    metrics_path = get("OBSERVE_METRICS_PATH")
+    health_path = get("OBSERVE_HEALTH_PATH")
+    latency = get("OBSERVE_ALERT_LATENCY_SECONDS")
+    buckets = get("OBSERVE_BUCKETS")
+    if buckets is None:
+        buckets = tuple(sorted(set(SEED_BUCKETS) | {latency}))
+    exclude = get("OBSERVE_EXCLUDE_PATHS")
+    if exclude is None:
+        exclude = tuple(p for p in (metrics_path, health_path) if p)
+    return Settings(
+        service_name=get("OBSERVE_SERVICE_NAME") or app_name,
+        metrics_enabled=get("OBSERVE_METRICS_ENABLED"),
+        metrics_path=metrics_path,
+        health_path=health_path,
+        group_by=get("OBSERVE_GROUP_BY"),
+        buckets=buckets,
+        size_buckets=get("OBSERVE_SIZE_BUCKETS") or DEFAULT_SIZE_BUCKETS,
+        alert_latency_seconds=latency,
+        exclude_paths=exclude,
+        metrics_bearer_token=get("OBSERVE_METRICS_BEARER_TOKEN"),
+        metrics_allow_networks=get("OBSERVE_METRICS_ALLOW_NETWORKS"),
+    )

@@ -1,0 +1,116 @@
+"""``Observe``: the extension object. ``init_app`` wires the parts from the app's config."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional, Sequence
+
+from flask import Flask
+from prometheus_client import REGISTRY, CollectorRegistry
+
+from .config import Settings, load_settings, set_defaults
+from .exposition import metrics_blueprint
+from .metrics import FunctionMetrics, HttpMetrics, HttpRecorder
+from .observation import Sink
+from .pipeline import RequestPipeline
+
+__all__ = ["Observe"]
+
+#: The sinks whose failures are counted, made visible at 0 from the start so that
+#: ``rate(flask_observe_errors_total[5m])`` has a series to work on before anything fails.
+_SINK_NAMES = ("pipeline", "metrics")
+
+
+class _State:
+    """What one app needs at run time, in ``app.extensions["observe"]``."""
+
+    __slots__ = ("function_metrics", "http_metrics", "pipeline", "registry", "settings")
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: CollectorRegistry,
+        http_metrics: HttpMetrics,
+        function_metrics: FunctionMetrics,
+        pipeline: RequestPipeline,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.http_metrics = http_metrics
+        self.function_metrics = function_metrics
+        self.pipeline = pipeline
+
+
+class Observe:
+    """Metrics for a Flask app, in one line: ``Observe(app)``.
+
+    Records the golden signals of every request and serves them at ``/metrics``. In an app
+    factory, make it once and call :meth:`init_app` for each app; one ``Observe`` may serve
+    several apps, each with its own settings.
+
+    :param app: the app to set up now; or call :meth:`init_app` later.
+    :param registry: where metrics go; default prometheus_client's global ``REGISTRY``, so a
+        module-level ``Counter(...)`` of your own shows up at ``/metrics`` too. Pass a fresh
+        :class:`~prometheus_client.CollectorRegistry` to keep the app's metrics apart.
+    :param service_name: overrides :data:`OBSERVE_SERVICE_NAME`.
+    :param group_by: overrides :data:`OBSERVE_GROUP_BY`.
+    :param buckets: overrides :data:`OBSERVE_BUCKETS`.
+    :param exclude_paths: overrides :data:`OBSERVE_EXCLUDE_PATHS`.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(
+        self,
+        app: Optional[Flask] = None,
+        *,
+        registry: Optional[CollectorRegistry] = None,
+        service_name: Optional[str] = None,
+        group_by: Optional[str] = None,
+        buckets: Optional[Sequence[float]] = None,
+        exclude_paths: Optional[Sequence[str]] = None,
+    ) -> None:
+        self._registry = registry
+        given = {
+            "OBSERVE_SERVICE_NAME": service_name,
+            "OBSERVE_GROUP_BY": group_by,
+            "OBSERVE_BUCKETS": buckets,
+            "OBSERVE_EXCLUDE_PATHS": exclude_paths,
+        }
+        self._overrides: Dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Set up *app*: validate its ``OBSERVE_*`` config, register hooks and ``/metrics``.
+
+        :raises RuntimeError: if flask-observe is already set up on *app*.
+        :raises ConfigError: if an ``OBSERVE_*`` value is invalid, naming the key.
+        """
+        if "observe" in app.extensions:
+            raise RuntimeError(
+                f"flask-observe is already set up on the app {app.name!r}; "
+                "call Observe(app) or init_app(app) once per app."
+            )
+        set_defaults(app.config)
+        settings = load_settings(app.config, app_name=app.name, overrides=self._overrides)
+        registry = self._registry if self._registry is not None else REGISTRY
+
+        http_metrics = HttpMetrics.for_registry(registry, settings.buckets, settings.size_buckets)
+        http_metrics.set_info(settings.service_name)
+        for name in _SINK_NAMES:
+            http_metrics.errors.labels(name)
+        function_metrics = FunctionMetrics.for_registry(registry)
+
+        sinks: list[Sink] = []
+        if settings.metrics_enabled:
+            sinks.append(HttpRecorder(http_metrics))
+        pipeline = RequestPipeline(
+            settings, sinks, on_sink_error=lambda name: http_metrics.errors.labels(name).inc()
+        )
+        if sinks:
+            pipeline.install(app)
+        if settings.metrics_enabled and settings.metrics_path is not None:
+            app.register_blueprint(metrics_blueprint(settings.metrics_path))
+        app.extensions["observe"] = _State(
+            settings, registry, http_metrics, function_metrics, pipeline
+        )
