@@ -12,17 +12,18 @@ import difflib
 import ipaddress
 import logging
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Optional, Union
 
 __all__ = ["ConfigError", "Settings", "load_settings", "set_defaults"]
 
 _log = logging.getLogger("flask_observe")
 
 #: The seed latency buckets of the design; the latency alert threshold is merged in.
-SEED_BUCKETS: Tuple[float, ...] = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+SEED_BUCKETS: tuple[float, ...] = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 #: Request and response body sizes, in bytes: 100 B to 10 MB by decades.
-DEFAULT_SIZE_BUCKETS: Tuple[float, ...] = (100.0, 1e3, 1e4, 1e5, 1e6, 1e7)
+DEFAULT_SIZE_BUCKETS: tuple[float, ...] = (100.0, 1e3, 1e4, 1e5, 1e6, 1e7)
 
 Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
@@ -56,12 +57,12 @@ class Settings:
     metrics_path: Optional[str]
     health_path: str
     group_by: str
-    buckets: Tuple[float, ...]
-    size_buckets: Tuple[float, ...]
+    buckets: tuple[float, ...]
+    size_buckets: tuple[float, ...]
     alert_latency_seconds: float
-    exclude_paths: Tuple[str, ...]
+    exclude_paths: tuple[str, ...]
     metrics_bearer_token: Optional[str]
-    metrics_allow_networks: Optional[Tuple[Network, ...]]
+    metrics_allow_networks: Optional[tuple[Network, ...]]
 
 
 # -- validators: each takes (key, value) and returns the clean value or raises ConfigError --
@@ -103,17 +104,17 @@ def _optional_path(key: str, value: Any) -> Optional[str]:
 
 
 def _positive_number(key: str, value: Any) -> float:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if math.isfinite(value) and value > 0:
-            return float(value)
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if number and math.isfinite(value) and value > 0:
+        return float(value)
     raise ConfigError(key, value, "a positive, finite number")
 
 
-def _buckets(key: str, value: Any) -> Optional[Tuple[float, ...]]:
+def _buckets(key: str, value: Any) -> Optional[tuple[float, ...]]:
     return None if value is None else validate_buckets(key, value)
 
 
-def validate_buckets(key: str, value: Any) -> Tuple[float, ...]:
+def validate_buckets(key: str, value: Any) -> tuple[float, ...]:
     """Check histogram bucket bounds; :class:`ConfigError` naming *key* if they are bad."""
     allowed = "a non-empty, strictly increasing sequence of positive, finite numbers"
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or not value:
@@ -128,15 +129,19 @@ def validate_buckets(key: str, value: Any) -> Tuple[float, ...]:
     return tuple(float(v) for v in value)
 
 
-def _path_list(key: str, value: Any) -> Optional[Tuple[str, ...]]:
+def _path_list(key: str, value: Any) -> Optional[tuple[str, ...]]:
     if value is None:
         return None
+    allowed = "a list of URL paths starting with '/', or None"
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-        raise ConfigError(key, value, "a list of URL paths starting with '/', or None")
-    return tuple(_path(key, item) for item in value)
+        raise ConfigError(key, value, allowed)
+    for item in value:
+        if not isinstance(item, str) or not item.startswith("/"):
+            raise ConfigError(key, value, allowed + f" ({item!r} does not start with '/')")
+    return tuple(item.rstrip("/") or "/" for item in value)
 
 
-def _networks(key: str, value: Any) -> Optional[Tuple[Network, ...]]:
+def _networks(key: str, value: Any) -> Optional[tuple[Network, ...]]:
     if value is None:
         return None
     allowed = "a list of networks in CIDR notation, such as ['10.0.0.0/8', '::1/128'], or None"

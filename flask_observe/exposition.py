@@ -11,7 +11,8 @@ from __future__ import annotations
 import gzip
 import hmac
 import ipaddress
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Any, Callable, Optional
 
 from flask import Blueprint, Response, current_app, request
 from prometheus_client import generate_latest
@@ -28,8 +29,8 @@ Encoder = Callable[[CollectorRegistry], bytes]
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
-_TEXT: Tuple[Encoder, str] = (generate_latest, TEXT_CONTENT_TYPE)
-_OPENMETRICS: Tuple[Encoder, str] = (generate_openmetrics, OPENMETRICS_CONTENT_TYPE)
+_TEXT: tuple[Encoder, str] = (generate_latest, TEXT_CONTENT_TYPE)
+_OPENMETRICS: tuple[Encoder, str] = (generate_openmetrics, OPENMETRICS_CONTENT_TYPE)
 
 #: Versions of each media type this endpoint can honour. OpenMetrics 0.0.1 and 1.0.0 are the
 #: same text for the metric types prometheus_client produces.
@@ -37,7 +38,7 @@ _OPENMETRICS_VERSIONS = (None, "1.0.0", "0.0.1")
 _TEXT_VERSIONS = (None, "0.0.4")
 
 
-def _accepted(header: str) -> List[Tuple[float, str, Optional[str]]]:
+def _accepted(header: str) -> list[tuple[float, str, Optional[str]]]:
     """Parse an ``Accept`` header into ``(q, media type, version)``, best first.
 
     Sorting is by q alone, stable, so among equal q-values the scraper's own order decides.
@@ -60,7 +61,7 @@ def _accepted(header: str) -> List[Tuple[float, str, Optional[str]]]:
     return ranked
 
 
-def negotiate(accept: Optional[str]) -> Tuple[Encoder, str]:
+def negotiate(accept: Optional[str]) -> tuple[Encoder, str]:
     """Choose the encoder and content type for an ``Accept`` header.
 
     Without a usable preference (no header, ``*/*``, or only formats this endpoint does not
@@ -82,7 +83,7 @@ def _client_allowed(address: Optional[str], networks: Sequence[Network]) -> bool
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
         return False
-    candidates: List[Any] = [ip]
+    candidates: list[Any] = [ip]
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         candidates.append(ip.ipv4_mapped)
     return any(c in network for c in candidates for network in networks)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, Optional
 
 from flask import Flask
 from prometheus_client import REGISTRY, CollectorRegistry
@@ -76,7 +77,7 @@ class Observe:
             "OBSERVE_BUCKETS": buckets,
             "OBSERVE_EXCLUDE_PATHS": exclude_paths,
         }
-        self._overrides: Dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+        self._overrides: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
         if app is not None:
             self.init_app(app)
 
@@ -107,8 +108,7 @@ class Observe:
         pipeline = RequestPipeline(
             settings, sinks, on_sink_error=lambda name: http_metrics.errors.labels(name).inc()
         )
-        if sinks:
-            pipeline.install(app)
+        pipeline.install(app)
         if settings.metrics_enabled and settings.metrics_path is not None:
             app.register_blueprint(metrics_blueprint(settings.metrics_path))
         app.extensions["observe"] = _State(

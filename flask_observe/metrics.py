@@ -13,7 +13,8 @@ import inspect
 import threading
 import time
 import weakref
-from typing import Any, Callable, Dict, Iterator, Optional, Tuple, TypeVar, overload
+from collections.abc import Iterator
+from typing import Any, Callable, Optional, TypeVar, overload
 
 from flask import current_app, has_app_context
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, Info
@@ -32,7 +33,7 @@ _Record = Callable[[str, float], None]
 _HTTP_LABELS = ("method", "endpoint")
 _FUNCTION_LABELS = ("function", "outcome")
 #: The buckets of ``app_function_duration_seconds`` unless ``@timed(buckets=...)`` says else.
-FUNCTION_BUCKETS: Tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+FUNCTION_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 _lock = threading.Lock()
 _http_families: weakref.WeakKeyDictionary[CollectorRegistry, HttpMetrics] = (
@@ -49,8 +50,8 @@ class HttpMetrics:
     def __init__(
         self,
         registry: CollectorRegistry,
-        buckets: Tuple[float, ...],
-        size_buckets: Tuple[float, ...],
+        buckets: tuple[float, ...],
+        size_buckets: tuple[float, ...],
     ) -> None:
         self.buckets = buckets
         self.size_buckets = size_buckets
@@ -111,8 +112,8 @@ class HttpMetrics:
     def for_registry(
         cls,
         registry: CollectorRegistry,
-        buckets: Tuple[float, ...],
-        size_buckets: Tuple[float, ...],
+        buckets: tuple[float, ...],
+        size_buckets: tuple[float, ...],
     ) -> HttpMetrics:
         """The registry's families, made on first use; later apps must agree on buckets."""
         with _lock:
@@ -147,11 +148,11 @@ class HttpRecorder:
     def __init__(self, families: HttpMetrics) -> None:
         self._f = families
         # (method, endpoint) -> (duration, in_progress, request_size, response_size)
-        self._route: Dict[Tuple[str, str], Tuple[Any, Any, Any, Any]] = {}
+        self._route: dict[tuple[str, str], tuple[Any, Any, Any, Any]] = {}
         # (method, endpoint, status) -> requests counter child
-        self._status: Dict[Tuple[str, str, int], Any] = {}
+        self._status: dict[tuple[str, str, int], Any] = {}
 
-    def _route_children(self, key: Tuple[str, str]) -> Tuple[Any, Any, Any, Any]:
+    def _route_children(self, key: tuple[str, str]) -> tuple[Any, Any, Any, Any]:
         f = self._f
         children = (
             f.duration.labels(*key),
@@ -205,10 +206,10 @@ class _PerBucketsHistogram(Collector):
     def __init__(self, name: str, documentation: str) -> None:
         self._name = name
         self._documentation = documentation
-        self._histograms: Dict[Tuple[float, ...], Histogram] = {}
+        self._histograms: dict[tuple[float, ...], Histogram] = {}
         self._lock = threading.Lock()
 
-    def histogram(self, buckets: Tuple[float, ...]) -> Histogram:
+    def histogram(self, buckets: tuple[float, ...]) -> Histogram:
         histogram = self._histograms.get(buckets)
         if histogram is None:
             with self._lock:
@@ -245,7 +246,7 @@ class FunctionMetrics:
         )
         registry.register(self.duration)
         #: One record function per decorated function, keyed by that decoration's token.
-        self.records: Dict[object, _Record] = {}
+        self.records: dict[object, _Record] = {}
         self.calls = Counter(
             "app_function_calls",
             "Calls of functions decorated with @counted, by outcome.",
@@ -275,7 +276,7 @@ def _current_function_metrics() -> FunctionMetrics:
     return FunctionMetrics.for_registry(REGISTRY)
 
 
-_seen_buckets: Dict[str, Tuple[float, ...]] = {}
+_seen_buckets: dict[str, tuple[float, ...]] = {}
 
 
 def _instrument(fn: F, make_record: Callable[[FunctionMetrics], _Record]) -> F:
@@ -361,7 +362,7 @@ def _function_name(fn: Callable[..., Any], name: Optional[str]) -> str:
 def timed(fn: F, /) -> F: ...
 @overload
 def timed(
-    *, name: Optional[str] = None, buckets: Optional[Tuple[float, ...]] = None
+    *, name: Optional[str] = None, buckets: Optional[tuple[float, ...]] = None
 ) -> Callable[[F], F]: ...
 
 
@@ -370,7 +371,7 @@ def timed(
     /,
     *,
     name: Optional[str] = None,
-    buckets: Optional[Tuple[float, ...]] = None,
+    buckets: Optional[tuple[float, ...]] = None,
 ) -> Any:
     """Record each call's duration in ``app_function_duration_seconds{function, outcome}``.
 
@@ -435,4 +436,3 @@ def counted(fn: Optional[F] = None, /, *, name: Optional[str] = None) -> Any:
         return _instrument(f, make_record)
 
     return decorate if fn is None else decorate(fn)
-

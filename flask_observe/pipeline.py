@@ -8,9 +8,11 @@ that raises is counted and logged once; the request never sees the failure.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Callable, Optional
 
 from flask import Flask, Response, request
 
@@ -84,6 +86,10 @@ class RequestPipeline:
         self._exclude = frozenset(settings.exclude_paths)
         self._exclude_prefixes = tuple(p.rstrip("/") + "/" for p in settings.exclude_paths)
 
+    def add_sink(self, sink: Sink) -> None:
+        """Feed every later observation to *sink* too, after the sinks already there."""
+        self._sinks = (*self._sinks, sink)
+
     def install(self, app: Flask) -> None:
         """Register the hooks: first of the before_request functions, last of the others.
 
@@ -97,6 +103,8 @@ class RequestPipeline:
     # -- the hooks --
 
     def before_request(self) -> None:
+        if not self._sinks:
+            return
         try:
             req = request._get_current_object()  # type: ignore[attr-defined]
             path: str = req.path
@@ -190,10 +198,9 @@ class RequestPipeline:
 
     def _failed(self, name: str) -> None:
         """Count a failure of *name*; log its traceback the first time only, not per request."""
-        try:
+        # Should the counter itself break, the log line below still tells someone.
+        with contextlib.suppress(Exception):
             self._on_sink_error(name)
-        except Exception:  # the counter itself broke: logging below still tells someone
-            pass
         if name not in self._logged:
             self._logged.add(name)
             _log.error(

@@ -1,0 +1,137 @@
+"""Shared fixtures: a fresh registry per test, an app factory with a small set of routes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from typing import Any, Callable, Optional
+
+import pytest
+from flask import Flask, Response, abort, stream_with_context
+from flask.testing import FlaskClient, FlaskCliRunner
+from prometheus_client import CollectorRegistry
+from prometheus_client.metrics_core import Metric
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as parse_openmetrics,
+)
+from prometheus_client.parser import text_string_to_metric_families as parse_text
+
+from flask_observe import Observe
+
+AppFactory = Callable[..., Flask]
+
+
+class OrderError(Exception):
+    """Raised by the /boom route; never handled, so it is a 500."""
+
+
+def make_app(
+    registry: Optional[CollectorRegistry], observe: Optional[Observe] = None, **config: Any
+) -> Flask:
+    """A small app with the shapes of route the pipeline must handle."""
+    app = Flask("shop")
+    app.config.update(config)
+
+    @app.get("/orders/<int:order_id>")
+    def get_order(order_id: int) -> dict[str, int]:
+        if order_id == 0:
+            abort(404)
+        return {"id": order_id}
+
+    @app.post("/orders")
+    def create_order() -> Any:
+        return {"id": 1}, 201
+
+    @app.get("/boom")
+    def boom() -> str:
+        raise OrderError("payment service exploded")
+
+    @app.get("/stream")
+    def stream() -> Response:
+        def body() -> Iterator[bytes]:
+            for _ in range(3):
+                time.sleep(0.01)
+                yield b"x" * 100
+
+        return Response(body(), mimetype="text/plain")
+
+    @app.get("/stream-context")
+    def stream_context() -> Response:
+        def body() -> Iterator[str]:
+            yield "hello "
+            yield "world"
+
+        return Response(stream_with_context(body()), mimetype="text/plain")
+
+    @app.get("/async")
+    async def async_view() -> dict[str, str]:
+        return {"async": "yes"}
+
+    if observe is None:
+        Observe(app, registry=registry)
+    else:
+        observe.init_app(app)
+    return app
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    return CollectorRegistry()
+
+
+@pytest.fixture
+def app_factory(registry: CollectorRegistry) -> AppFactory:
+    """``app_factory(**config)``: the test app on this test's registry."""
+
+    def factory(**config: Any) -> Flask:
+        return make_app(registry, **config)
+
+    return factory
+
+
+@pytest.fixture
+def app(app_factory: AppFactory) -> Flask:
+    return app_factory()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Flask) -> FlaskCliRunner:
+    return app.test_cli_runner()
+
+
+def scrape(client: FlaskClient, path: str = "/metrics", **headers: str) -> dict[str, Metric]:
+    """GET the metrics page and parse it back with prometheus_client's own parser."""
+    response = client.get(path, headers=headers)
+    assert response.status_code == 200, response.data
+    text = response.get_data(as_text=True)
+    if response.mimetype == "application/openmetrics-text":
+        families = parse_openmetrics(text)
+    else:
+        families = parse_text(text)
+    return {family.name: family for family in families}
+
+
+def sample_value(family: Metric, suffix: str = "", **labels: str) -> Optional[float]:
+    """The value of the sample ``family.name + suffix`` with exactly *labels*, if any."""
+    for sample in family.samples:
+        if sample.name == family.name + suffix and sample.labels == labels:
+            return float(sample.value)
+    return None
+
+
+def require_binary(name: str) -> str:
+    """The path of *name*; skip without it locally, fail without it under CI=true."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (Debian package 'prometheus')"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + "; CI must install it")
+        pytest.skip(message)
+    return path

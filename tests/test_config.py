@@ -1,0 +1,156 @@
+"""OBSERVE_* keys: defaults, validation at init_app, the typo warning."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from flask import Flask
+from prometheus_client import CollectorRegistry
+
+from flask_observe import ConfigError, Observe
+
+from .conftest import AppFactory
+
+
+def _init(**config: Any) -> Flask:
+    app = Flask("shop")
+    app.config.update(config)
+    Observe(app, registry=CollectorRegistry())
+    return app
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "allowed"),
+    [
+        ("OBSERVE_BUCKETS", [0.1, -0.5, 1.0], "positive"),
+        ("OBSERVE_BUCKETS", [0.5, 0.1, 1.0], "strictly increasing"),
+        ("OBSERVE_BUCKETS", [0.1, 0.1], "strictly increasing"),
+        ("OBSERVE_BUCKETS", "0.1,0.5", "sequence"),
+        ("OBSERVE_BUCKETS", [], "non-empty"),
+        ("OBSERVE_BUCKETS", [0.1, True], "not a number"),
+        ("OBSERVE_BUCKETS", [0.1, float("inf")], "finite"),
+        ("OBSERVE_SIZE_BUCKETS", [10, 5], "strictly increasing"),
+        ("OBSERVE_GROUP_BY", "path", "one of 'route', 'endpoint'"),
+        ("OBSERVE_GROUP_BY", None, "one of 'route', 'endpoint'"),
+        ("OBSERVE_METRICS_ENABLED", "yes", "True or False"),
+        ("OBSERVE_METRICS_ENABLED", 1, "True or False"),
+        ("OBSERVE_METRICS_PATH", "metrics", "starting with '/'"),
+        ("OBSERVE_HEALTH_PATH", 42, "starting with '/'"),
+        ("OBSERVE_EXCLUDE_PATHS", "/metrics", "a list of URL paths"),
+        ("OBSERVE_EXCLUDE_PATHS", ["metrics"], "starting with '/'"),
+        ("OBSERVE_ALERT_LATENCY_SECONDS", 0, "positive"),
+        ("OBSERVE_ALERT_LATENCY_SECONDS", "2s", "positive"),
+        ("OBSERVE_SERVICE_NAME", "", "non-empty string"),
+        ("OBSERVE_METRICS_BEARER_TOKEN", 1234, "non-empty string"),
+        ("OBSERVE_METRICS_ALLOW_NETWORKS", ["10.0.0.0/33"], "CIDR"),
+        ("OBSERVE_METRICS_ALLOW_NETWORKS", "10.0.0.0/8", "CIDR"),
+    ],
+)
+def test_bad_value_fails_at_init_app_naming_key_value_and_allowed(
+    key: str, value: Any, allowed: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        _init(**{key: value})
+    message = str(info.value)
+    assert message.startswith(f"{key} = {value!r} is invalid")
+    assert allowed in message
+    assert info.value.key == key
+    assert isinstance(info.value, ValueError)
+
+
+def test_defaults_are_set_on_the_app_config(app: Flask) -> None:
+    assert app.config["OBSERVE_METRICS_PATH"] == "/metrics"
+    assert app.config["OBSERVE_GROUP_BY"] == "route"
+    assert app.config["OBSERVE_METRICS_ENABLED"] is True
+    settings = app.extensions["observe"].settings
+    assert settings.exclude_paths == ("/metrics", "/healthz")
+    assert settings.service_name == "shop"
+    assert 2.0 in settings.buckets
+
+
+def test_latency_threshold_joins_the_default_buckets() -> None:
+    app = _init(OBSERVE_ALERT_LATENCY_SECONDS=0.75)
+    assert app.extensions["observe"].settings.buckets == (
+        0.01,
+        0.05,
+        0.1,
+        0.25,
+        0.5,
+        0.75,
+        1.0,
+        2.5,
+        5.0,
+    )
+
+
+def test_settings_are_frozen(app: Flask) -> None:
+    settings = app.extensions["observe"].settings
+    with pytest.raises(AttributeError):
+        settings.group_by = "endpoint"
+
+
+def test_constructor_argument_beats_the_config_key() -> None:
+    app = Flask("shop")
+    app.config["OBSERVE_GROUP_BY"] = "route"
+    Observe(app, registry=CollectorRegistry(), group_by="endpoint", service_name="orders")
+    settings = app.extensions["observe"].settings
+    assert settings.group_by == "endpoint"
+    assert settings.service_name == "orders"
+
+
+def test_bad_constructor_argument_is_named_by_its_key() -> None:
+    with pytest.raises(ConfigError, match="OBSERVE_BUCKETS"):
+        Observe(Flask("shop"), registry=CollectorRegistry(), buckets=[1, 0.5])
+
+
+def test_unknown_key_logs_one_warning_naming_the_closest_key(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="flask_observe"):
+        _init(OBSERVE_BUCKET=[0.1, 1.0])
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "OBSERVE_BUCKET " in warnings[0].getMessage()
+    assert "did you mean OBSERVE_BUCKETS?" in warnings[0].getMessage()
+
+
+def test_known_keys_log_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="flask_observe"):
+        _init(OBSERVE_BUCKETS=[0.1, 1.0])
+    assert caplog.records == []
+
+
+def test_bad_config_leaves_the_app_untouched() -> None:
+    app = Flask("shop")
+    app.config["OBSERVE_GROUP_BY"] = "nonsense"
+    with pytest.raises(ConfigError):
+        Observe(app, registry=CollectorRegistry())
+    assert "observe" not in app.extensions
+    assert not app.before_request_funcs.get(None)
+    assert "flask_observe_metrics" not in app.blueprints
+
+
+def test_metrics_path_is_configurable(app_factory: AppFactory) -> None:
+    app = app_factory(OBSERVE_METRICS_PATH="/internal/prometheus")
+    client = app.test_client()
+    assert client.get("/metrics").status_code == 404
+    assert client.get("/internal/prometheus").status_code == 200
+    assert app.extensions["observe"].settings.exclude_paths[0] == "/internal/prometheus"
+
+
+def test_metrics_path_none_records_without_serving(
+    app_factory: AppFactory, registry: CollectorRegistry
+) -> None:
+    app = app_factory(OBSERVE_METRICS_PATH=None)
+    client = app.test_client()
+    client.get("/orders/1")
+    assert client.get("/metrics").status_code == 404
+    assert (
+        registry.get_sample_value(
+            "http_requests_total",
+            {"method": "GET", "endpoint": "/orders/<int:order_id>", "status": "200"},
+        )
+        == 1.0
+    )

@@ -1,0 +1,136 @@
+"""The request pipeline: one observation per request, finished once, sinks isolated."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from flask import Flask
+from prometheus_client import CollectorRegistry
+
+from flask_observe.observation import Observation
+
+ORDER = {"method": "GET", "endpoint": "/orders/<int:order_id>"}
+
+
+class RecordingSink:
+    """A sink that keeps what it was given."""
+
+    name = "recording"
+
+    def __init__(self) -> None:
+        self.started: list[Observation] = []
+        self.finished: list[Observation] = []
+
+    def start(self, observation: Observation) -> None:
+        self.started.append(observation)
+
+    def finish(self, observation: Observation) -> None:
+        self.finished.append(observation)
+
+
+class BrokenSink:
+    """A sink that raises where it is told to."""
+
+    def __init__(self, name: str, *, on_start: bool = False, on_finish: bool = False) -> None:
+        self.name = name
+        self.on_start = on_start
+        self.on_finish = on_finish
+        self.finish_calls = 0
+
+    def start(self, observation: Observation) -> None:
+        if self.on_start:
+            raise RuntimeError("start broke")
+
+    def finish(self, observation: Observation) -> None:
+        self.finish_calls += 1
+        if self.on_finish:
+            raise RuntimeError("finish broke")
+
+
+def _errors(registry: CollectorRegistry, sink: str) -> float:
+    value = registry.get_sample_value("flask_observe_errors_total", {"sink": sink})
+    assert value is not None
+    return value
+
+
+def test_each_request_is_observed_once_with_its_facts(app: Flask) -> None:
+    sink = RecordingSink()
+    app.extensions["observe"].pipeline.add_sink(sink)
+    client = app.test_client()
+    client.get("/orders/5")
+    client.get("/boom")
+    response = client.get("/stream")
+    response.get_data()
+    response.close()
+    client.get("/metrics")  # excluded: never observed
+
+    assert len(sink.started) == len(sink.finished) == 3
+    assert sink.started == sink.finished
+    order, boom, stream = sink.finished
+    assert (order.method, order.route, order.endpoint, order.status) == (
+        "GET",
+        "/orders/<int:order_id>",
+        "/orders/<int:order_id>",
+        200,
+    )
+    assert order.path == "/orders/5"
+    assert order.exception is None
+    assert boom.status == 500
+    assert boom.exception == "OrderError"
+    assert stream.response_size == 300
+    assert stream.streamed
+    assert all(o.finished and o.duration > 0 for o in sink.finished)
+
+
+def test_a_sink_that_raises_on_finish_does_not_break_the_request(
+    app: Flask, registry: CollectorRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    broken = BrokenSink("broken", on_finish=True)
+    after = RecordingSink()
+    pipeline = app.extensions["observe"].pipeline
+    pipeline.add_sink(broken)
+    pipeline.add_sink(after)
+    client = app.test_client()
+    with caplog.at_level(logging.ERROR, logger="flask_observe"):
+        for _ in range(3):
+            response = client.get("/orders/5")
+            assert response.status_code == 200
+            assert response.get_json() == {"id": 5}
+    assert _errors(registry, "broken") == 3.0
+    # Logged once, with its traceback; later failures are only counted.
+    logged = [r for r in caplog.records if r.name == "flask_observe"]
+    assert len(logged) == 1
+    assert "'broken'" in logged[0].getMessage()
+    assert logged[0].exc_info is not None
+    # The sinks after it, and the metrics before it, still got every request.
+    assert len(after.finished) == 3
+    assert registry.get_sample_value("http_requests_total", {**ORDER, "status": "200"}) == 3.0
+
+
+def test_a_sink_that_raises_on_start_is_not_asked_to_finish(
+    app: Flask, registry: CollectorRegistry
+) -> None:
+    broken = BrokenSink("early", on_start=True)
+    app.extensions["observe"].pipeline.add_sink(broken)
+    assert app.test_client().get("/orders/5").status_code == 200
+    assert _errors(registry, "early") == 1.0
+    assert broken.finish_calls == 0
+    assert registry.get_sample_value("http_requests_total", {**ORDER, "status": "200"}) == 1.0
+
+
+def test_error_counter_exists_at_zero_before_any_failure(
+    registry: CollectorRegistry, app: Flask
+) -> None:
+    assert _errors(registry, "metrics") == 0.0
+    assert _errors(registry, "pipeline") == 0.0
+
+
+def test_a_request_that_fails_in_routing_is_observed(app: Flask) -> None:
+    sink = RecordingSink()
+    app.extensions["observe"].pipeline.add_sink(sink)
+    app.test_client().get("/not/a/route")
+    (observation,) = sink.finished
+    assert observation.route is None
+    assert observation.endpoint == "<unmatched>"
+    assert observation.status == 404
