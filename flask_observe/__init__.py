@@ -3,6 +3,6 @@
 from ._version import __version__
 from .config import ConfigError
 from .extension import Observe
-from .metrics import counted, timed
+from .functions import counted, timed
 
 __all__ = ["ConfigError", "Observe", "__version__", "counted", "timed"]

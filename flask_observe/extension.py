@@ -10,7 +10,8 @@ from prometheus_client import REGISTRY, CollectorRegistry
 
 from .config import Settings, load_settings, set_defaults
 from .exposition import metrics_blueprint
-from .metrics import FunctionMetrics, HttpMetrics, HttpRecorder
+from .functions import FunctionMetrics
+from .metrics import HttpMetrics, HttpRecorder
 from .observation import Sink
 from .pipeline import RequestPipeline
 

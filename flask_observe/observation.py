@@ -12,11 +12,10 @@ UNMATCHED = "<unmatched>"
 
 
 class Observation:
-    """One request, from ``before_request`` to the end of its response.
+    """One request, from its arrival to the end of its response.
 
     The pipeline fills it in; sinks read it. ``endpoint`` is the metric label (the route
-    template, or the view name with ``OBSERVE_GROUP_BY = "endpoint"``); ``route`` is the route
-    template, ``None`` when nothing matched.
+    template, or the view name with ``OBSERVE_GROUP_BY = "endpoint"``).
     """
 
     __slots__ = (
@@ -31,35 +30,33 @@ class Observation:
         "response_size",
         "route",
         "start",
+        "started",
         "status",
-        "streamed",
     )
 
-    def __init__(
-        self,
-        *,
-        start: float,
-        method: str,
-        endpoint: str,
-        route: Optional[str],
-        path: str,
-        request_size: int,
-    ) -> None:
+    def __init__(self, start: float) -> None:
+        #: ``time.perf_counter()`` when the request reached the app.
         self.start = start
-        self.method = method
-        self.endpoint = endpoint
-        self.route = route
-        self.path = path
-        self.request_size = request_size
+        #: The request method; ``_OTHER`` for one neither standard nor declared by the route.
+        self.method = ""
+        #: The ``endpoint`` metric label.
+        self.endpoint = ""
+        #: The matched route template, ``None`` if no route matched.
+        self.route: Optional[str] = None
+        #: The request path, as Flask decoded it.
+        self.path = ""
+        #: The request's ``Content-Length``; 0 when absent.
+        self.request_size = 0
         #: The response status; ``None`` until a response exists (500 if none ever does).
         self.status: Optional[int] = None
-        #: Body bytes sent; ``None`` when unknown.
+        #: Body bytes sent; ``None`` until known.
         self.response_size: Optional[int] = None
         #: The class name of an unhandled exception, if the request raised one.
         self.exception: Optional[str] = None
-        #: Seconds from ``before_request`` to the end of the response, set when finished.
+        #: Seconds from the start to the end of the response body, set when finished.
         self.duration = 0.0
-        self.streamed = False
+        #: Set once the route is known and the sinks have been started.
+        self.started = False
         self.finished = False
         #: Names of sinks whose ``start`` failed; they are not asked to ``finish``.
         self.failed_sinks: Optional[set[str]] = None

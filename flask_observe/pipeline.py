@@ -1,9 +1,17 @@
 """The request lifecycle: one observation per request, finished once, fed to every sink.
 
-``before_request`` makes the :class:`~flask_observe.observation.Observation` and starts the
-sinks; ``after_request`` notes the status and body size; ``teardown_request`` finishes it, or,
-for a streamed body, the response's close does, so the duration covers the whole body. A sink
-that raises is counted and logged once; the request never sees the failure.
+Two places see a request, chosen because they are the cheapest that see all of it:
+
+- a thin wrapper around ``app.wsgi_app`` starts the clock before Flask does any work, reads
+  the status and ``Content-Length`` as they pass through ``start_response``, and finishes the
+  observation when the response is complete: at once for a body of known length, at the
+  body's ``close()`` for one made as it is sent (a generator), so the duration covers it all;
+- a ``before_request`` function, the first of the app's, fills in what only Flask knows (the
+  matched route) and starts the sinks.
+
+Flask's ``got_request_exception`` signal names the class of an unhandled exception; the
+wrapper sees those that propagate. A sink that raises is counted and logged once; the request
+never sees the failure.
 """
 
 from __future__ import annotations
@@ -14,12 +22,12 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Callable, Optional
 
-from flask import Flask, Response, request
+from flask import Flask, got_request_exception, request
 
 from .config import Settings
 from .observation import UNMATCHED, Observation, Sink
 
-__all__ = ["RequestPipeline"]
+__all__ = ["ENVIRON_KEY", "RequestPipeline"]
 
 _log = logging.getLogger("flask_observe")
 
@@ -32,37 +40,57 @@ ENVIRON_KEY = "flask_observe.observation"
 _KNOWN_METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"}
 )
+#: Statuses whose response has no body by definition.
+_NO_BODY = frozenset({204, 304})
+
+WSGIApp = Callable[[Any, Callable[..., Any]], Iterable[bytes]]
 
 
-class _CountingBody:
-    """A streamed body that counts the bytes it yields and notes a failure mid-stream."""
+def _size(header: Optional[str]) -> int:
+    """A length header as a number of bytes; 0 when absent or not a number."""
+    if not header:
+        return 0
+    try:
+        return max(int(header), 0)
+    except ValueError:
+        return 0
 
-    __slots__ = ("_body", "_observation")
 
-    def __init__(self, body: Iterable[Any], observation: Observation) -> None:
+class _ObservedBody:
+    """A body of unknown length: counts the bytes as they are sent, finishes on close."""
+
+    __slots__ = ("_body", "_finish", "_observation")
+
+    def __init__(
+        self,
+        body: Iterable[bytes],
+        observation: Observation,
+        finish: Callable[[Observation], None],
+    ) -> None:
         self._body = body
         self._observation = observation
+        self._finish = finish
         observation.response_size = 0
 
     def __iter__(self) -> Iterator[bytes]:
         observation = self._observation
-        size = 0
         try:
             for chunk in self._body:
-                if isinstance(chunk, str):
-                    chunk = chunk.encode()
-                size += len(chunk)
-                observation.response_size = size
+                observation.response_size += len(chunk)  # type: ignore[operator]
                 yield chunk
         except Exception as exc:
+            # The status line has gone out, but the response failed: an error all the same.
             observation.exception = type(exc).__name__
             observation.status = 500
             raise
 
     def close(self) -> None:
-        close = getattr(self._body, "close", None)
-        if close is not None:
-            close()
+        try:
+            close = getattr(self._body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._finish(self._observation)
 
 
 class RequestPipeline:
@@ -79,7 +107,7 @@ class RequestPipeline:
         sinks: Sequence[Sink],
         on_sink_error: Callable[[str], None],
     ) -> None:
-        self._sinks = tuple(sinks)
+        self._sinks: tuple[Sink, ...] = tuple(sinks)
         self._on_sink_error = on_sink_error
         self._logged: set[str] = set()
         self._by_endpoint = settings.group_by == "endpoint"
@@ -91,43 +119,85 @@ class RequestPipeline:
         self._sinks = (*self._sinks, sink)
 
     def install(self, app: Flask) -> None:
-        """Register the hooks: first of the before_request functions, last of the others.
+        """Wrap ``app.wsgi_app`` and register the ``before_request`` function first.
 
-        Running first means a user's ``before_request`` that returns early or raises is still
-        observed; running last means the response seen is the one that is sent.
+        Running first means a user's ``before_request`` that answers early or raises is still
+        observed. Middleware the user adds later wraps this one, as usual.
         """
+        app.wsgi_app = self._wrap(app.wsgi_app)  # type: ignore[method-assign,assignment]
         app.before_request_funcs.setdefault(None, []).insert(0, self.before_request)
-        app.after_request_funcs.setdefault(None, []).insert(0, self.after_request)
-        app.teardown_request_funcs.setdefault(None, []).insert(0, self.teardown_request)
+        got_request_exception.connect(self._on_exception, app)
 
-    # -- the hooks --
+    # -- the WSGI side: the clock, the status, the end --
+
+    def _wrap(self, inner: WSGIApp) -> WSGIApp:
+        exclude, prefixes = self._exclude, self._exclude_prefixes
+
+        def observed_wsgi_app(environ: Any, start_response: Callable[..., Any]) -> Any:
+            path = environ.get("PATH_INFO") or "/"
+            if not self._sinks or path in exclude or path.startswith(prefixes):
+                return inner(environ, start_response)
+            observation = Observation(time.perf_counter())
+            environ[ENVIRON_KEY] = observation
+
+            def capture(status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
+                try:
+                    observation.status = int(status[:3])
+                    for name, value in headers:
+                        if name.lower() == "content-length":
+                            observation.response_size = _size(value)
+                            break
+                except Exception:
+                    self._failed("pipeline")
+                return start_response(status, headers, *exc_info)
+
+            try:
+                body = inner(environ, capture)
+            except BaseException as exc:
+                # Propagated (PROPAGATE_EXCEPTIONS, or not an Exception): the server answers
+                # 500 without us seeing a response.
+                if observation.started:
+                    if observation.exception is None:
+                        observation.exception = type(exc).__name__
+                    observation.status = 500
+                    self.finish(observation)
+                raise
+            if not observation.started:
+                return body
+            if observation.response_size is None:
+                if observation.status not in _NO_BODY and observation.method != "HEAD":
+                    return _ObservedBody(body, observation, self.finish)
+                observation.response_size = 0
+            self.finish(observation)
+            return body
+
+        return observed_wsgi_app
+
+    # -- the Flask side: the route, read through _get_current_object() once, since every
+    # -- attribute read through the ``request`` proxy costs a lookup.
 
     def before_request(self) -> None:
-        if not self._sinks:
-            return
         try:
             req = request._get_current_object()  # type: ignore[attr-defined]
-            path: str = req.path
-            if path in self._exclude or path.startswith(self._exclude_prefixes):
+            environ = req.environ
+            observation: Optional[Observation] = environ.get(ENVIRON_KEY)
+            if observation is None or observation.started:
                 return
             rule = req.url_rule
             method: str = req.method
             if rule is None:
-                route, endpoint = None, UNMATCHED
+                observation.route, observation.endpoint = None, UNMATCHED
             else:
-                route = rule.rule
-                endpoint = rule.endpoint if self._by_endpoint else route
+                observation.route = route = rule.rule
+                observation.endpoint = rule.endpoint if self._by_endpoint else route
             if method not in _KNOWN_METHODS and (rule is None or method not in rule.methods):
                 method = "_OTHER"
-            observation = Observation(
-                start=time.perf_counter(),
-                method=method,
-                endpoint=endpoint,
-                route=route,
-                path=path,
-                request_size=req.content_length or 0,
-            )
-            req.environ[ENVIRON_KEY] = observation
+            observation.method = method
+            observation.path = req.path
+            length = environ.get("CONTENT_LENGTH")
+            if length:
+                observation.request_size = _size(length)
+            observation.started = True
         except Exception:
             self._failed("pipeline")
             return
@@ -140,44 +210,11 @@ class RequestPipeline:
                     observation.failed_sinks = set()
                 observation.failed_sinks.add(sink.name)
 
-    def after_request(self, response: Response) -> Response:
-        try:
-            observation: Optional[Observation] = request.environ.get(ENVIRON_KEY)
-            if observation is None:
-                return response
-            observation.status = response.status_code
-            length = response.content_length
-            if length is not None:
-                # A body of known size (any buffered body, an error page, send_file): the
-                # work is done, and teardown finishes the observation.
-                observation.response_size = length
-            elif response.is_streamed:
-                # A generator: its work happens as the server sends it, so the observation
-                # ends when the response closes, and the bytes are counted as they go.
-                observation.streamed = True
-                response.response = _CountingBody(response.response, observation)
-                response.call_on_close(lambda: self.finish(observation))
-            else:
-                observation.response_size = response.calculate_content_length()
-        except Exception:
-            self._failed("pipeline")
-        return response
-
-    def teardown_request(self, exc: Optional[BaseException]) -> None:
-        try:
-            observation: Optional[Observation] = request.environ.pop(ENVIRON_KEY, None)
-            if observation is None:
-                return
-            if exc is not None:
-                observation.exception = type(exc).__name__
-                if observation.status is None:
-                    # The exception propagated (PROPAGATE_EXCEPTIONS): no response was made
-                    # here, and the server will answer 500.
-                    observation.status = 500
-            if not observation.streamed:
-                self.finish(observation)
-        except Exception:
-            self._failed("pipeline")
+    def _on_exception(self, sender: Flask, exception: BaseException, **extra: Any) -> None:
+        with contextlib.suppress(Exception):
+            observation = request.environ.get(ENVIRON_KEY)
+            if observation is not None:
+                observation.exception = type(exception).__name__
 
     # -- finishing --
 
