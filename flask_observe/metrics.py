@@ -17,6 +17,7 @@ from __future__ import annotations
 import threading
 import weakref
 from bisect import bisect_left
+from collections import deque
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Info
@@ -44,17 +45,20 @@ _by_registry: weakref.WeakKeyDictionary[CollectorRegistry, HttpMetrics] = (
 
 
 class _RouteSeries:
-    """The counts of one ``(method, endpoint)``; every field is guarded by ``lock``.
+    """The counts of one ``(method, endpoint)``; every field but ``active`` is guarded by
+    ``lock``.
 
-    Buckets hold plain (not cumulative) counts, one per upper bound plus one for ``+Inf``;
-    ``bisect_left`` finds the first bound >= the value, which is Prometheus' ``le``.
+    ``active`` holds one item per request in flight: deque appends and pops are atomic, so
+    starting a request takes no lock, and its length is the in-progress gauge. Buckets hold
+    plain (not cumulative) counts, one per upper bound plus one for ``+Inf``; ``bisect_left``
+    finds the first bound >= the value, which is Prometheus' ``le``.
     """
 
     __slots__ = (
+        "active",
         "duration",
         "duration_sum",
         "exceptions",
-        "in_progress",
         "lock",
         "request_size",
         "request_size_sum",
@@ -65,7 +69,7 @@ class _RouteSeries:
 
     def __init__(self, duration_bounds: int, size_bounds: int) -> None:
         self.lock = threading.Lock()
-        self.in_progress = 0
+        self.active: deque[None] = deque()
         self.duration = [0] * (duration_bounds + 1)
         self.duration_sum = 0.0
         self.request_size = [0] * (size_bounds + 1)
@@ -148,7 +152,7 @@ class _HttpCollector(Collector):
         for (method, endpoint), series in list(self._metrics.routes.items()):
             with series.lock:
                 snapshot = (
-                    series.in_progress,
+                    len(series.active),
                     list(series.duration),
                     series.duration_sum,
                     list(series.request_size),
@@ -269,9 +273,7 @@ class HttpRecorder:
 
     def start(self, observation: Observation) -> None:
         key = (observation.method, observation.endpoint)
-        series = self._routes.get(key) or self._metrics.series(key)
-        with series.lock:
-            series.in_progress += 1
+        (self._routes.get(key) or self._metrics.series(key)).active.append(None)
 
     def finish(self, observation: Observation) -> None:
         key = (observation.method, observation.endpoint)
@@ -282,8 +284,10 @@ class HttpRecorder:
         status = observation.status or 500
         exception = observation.exception
         size_buckets = self._size_buckets
-        with series.lock:
-            series.in_progress -= 1
+        series.active.pop()
+        lock = series.lock
+        lock.acquire()
+        try:
             series.duration[bisect_left(self._buckets, duration)] += 1
             series.duration_sum += duration
             series.request_size[bisect_left(size_buckets, request_size)] += 1
@@ -294,3 +298,5 @@ class HttpRecorder:
             statuses[status] = statuses.get(status, 0) + 1
             if exception is not None:
                 series.exceptions[exception] = series.exceptions.get(exception, 0) + 1
+        finally:
+            lock.release()
