@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import random
+import string
 import subprocess
 from typing import Any
 
@@ -199,3 +201,17 @@ def test_scrape_parses_back_with_prometheus_client(client: Any) -> None:
     client.get("/orders/1")
     families = scrape(client)
     assert families["http_requests"].samples
+
+
+def test_hostile_negotiation_headers_still_get_metrics(client: Any) -> None:
+    rng = random.Random(7)
+    alphabet = string.printable + "\u00e9\u2603"
+    for _ in range(300):
+        junk = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 80)))
+        junk = junk.replace("\n", " ").replace("\r", " ")
+        response = client.get(
+            "/metrics",
+            headers={"Accept": junk, "Accept-Encoding": junk[::-1], "Authorization": junk},
+        )
+        assert response.status_code == 200, junk
+        assert response.mimetype in ("text/plain", "application/openmetrics-text")

@@ -133,3 +133,17 @@ def test_a_request_that_fails_in_routing_is_observed(app: Flask) -> None:
     assert observation.route is None
     assert observation.endpoint == "<unmatched>"
     assert observation.status == 404
+
+
+@pytest.mark.parametrize("length", ["abc", "-5", "1e3", " ", "99999999999999999999999"])
+def test_a_hostile_content_length_never_breaks_the_request(
+    app: Flask, registry: CollectorRegistry, length: str
+) -> None:
+    response = app.test_client().get("/orders/5", headers={"Content-Length": length})
+    assert response.status_code in (200, 400)
+    labels = {"method": "GET", "endpoint": "/orders/<int:order_id>"}
+    assert registry.get_sample_value("http_request_duration_seconds_count", labels) == 1.0
+    assert registry.get_sample_value("flask_observe_errors_total", {"sink": "pipeline"}) == 0.0
+    size = registry.get_sample_value("http_request_size_bytes_sum", labels)
+    assert size is not None
+    assert 0 <= size <= 10**23
