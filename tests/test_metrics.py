@@ -17,6 +17,19 @@ REQUEST_LABELS = {"method", "endpoint", "status"}
 ROUTE_LABELS = {"method", "endpoint"}
 
 
+def assert_one_500(registry: CollectorRegistry, endpoint: str, exception: str) -> None:
+    """One GET on *endpoint* ended as a 500, counted with its exception class."""
+    labels = {"method": "GET", "endpoint": endpoint}
+    assert registry.get_sample_value("http_requests_total", {**labels, "status": "500"}) == 1.0
+    assert (
+        registry.get_sample_value(
+            "http_request_exceptions_total", {**labels, "exception": exception}
+        )
+        == 1.0
+    )
+    assert registry.get_sample_value("http_requests_in_progress", labels) == 0.0
+
+
 CONTRACT = {
     # family name in OpenMetrics: (type, labels, the sample name users query)
     "http_requests": ("counter", REQUEST_LABELS, "http_requests_total"),
@@ -133,15 +146,7 @@ def test_propagated_exception_is_still_a_500(
     app = app_factory(PROPAGATE_EXCEPTIONS=True)
     with pytest.raises(OrderError):
         app.test_client().get("/boom")
-    labels = {"method": "GET", "endpoint": "/boom"}
-    assert registry.get_sample_value("http_requests_total", {**labels, "status": "500"}) == 1.0
-    assert (
-        registry.get_sample_value(
-            "http_request_exceptions_total", {**labels, "exception": "OrderError"}
-        )
-        == 1.0
-    )
-    assert registry.get_sample_value("http_requests_in_progress", labels) == 0.0
+    assert_one_500(registry, "/boom", "OrderError")
 
 
 def test_handled_http_errors_are_not_exceptions(client: Any, registry: CollectorRegistry) -> None:
@@ -203,14 +208,7 @@ def test_failure_in_the_middle_of_a_stream_is_a_500(
     with pytest.raises(OrderError):
         response.get_data()
     response.close()
-    labels = {"method": "GET", "endpoint": "/broken-stream"}
-    assert registry.get_sample_value("http_requests_total", {**labels, "status": "500"}) == 1.0
-    assert (
-        registry.get_sample_value(
-            "http_request_exceptions_total", {**labels, "exception": "OrderError"}
-        )
-        == 1.0
-    )
+    assert_one_500(registry, "/broken-stream", "OrderError")
 
 
 def test_in_progress_counts_the_request_being_served(
@@ -409,13 +407,7 @@ def test_unhandled_exception_class_is_the_label(
         return str(1 / 0)
 
     app.test_client().get("/zero")
-    assert (
-        registry.get_sample_value(
-            "http_request_exceptions_total",
-            {"method": "GET", "endpoint": "/zero", "exception": "ZeroDivisionError"},
-        )
-        == 1.0
-    )
+    assert_one_500(registry, "/zero", "ZeroDivisionError")
 
 
 def test_error_handler_response_keeps_its_status_and_counts_the_exception(
@@ -428,11 +420,4 @@ def test_error_handler_response_keeps_its_status_and_counts_the_exception(
         return {"error": "sorry"}, 500
 
     assert app.test_client().get("/boom").get_json() == {"error": "sorry"}
-    labels = {"method": "GET", "endpoint": "/boom"}
-    assert registry.get_sample_value("http_requests_total", {**labels, "status": "500"}) == 1.0
-    assert (
-        registry.get_sample_value(
-            "http_request_exceptions_total", {**labels, "exception": "OrderError"}
-        )
-        == 1.0
-    )
+    assert_one_500(registry, "/boom", "OrderError")
