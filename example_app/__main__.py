@@ -1,0 +1,98 @@
+"""``python -m example_app``: serve the order service with werkzeug's threaded server."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import sys
+from typing import Optional
+
+from werkzeug.serving import make_server
+
+from . import create_app
+
+__all__ = ["banner", "main"]
+
+
+def _url_host(host: str) -> str:
+    """*host* as it goes in a URL: IPv6 addresses in brackets."""
+    return f"[{host}]" if ":" in host else host
+
+
+def _loopback_for(host: str) -> Optional[str]:
+    """The loopback address that reaches a server bound to *host*, if one does."""
+    if host.lower() == "localhost":
+        return "127.0.0.1"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if address.is_loopback:
+        return host
+    if address.is_unspecified:
+        return "::1" if address.version == 6 else "127.0.0.1"
+    return None
+
+
+def banner(host: str, port: int, metrics_path: Optional[str] = "/metrics") -> str:
+    """What to print before serving: the service's URLs and how to send it traffic."""
+    base = f"http://{_url_host(host)}:{port}"
+    lines = [
+        "The flask-observe example order service is running.",
+        f"  index    {base}/",
+        f"  orders   {base}/orders",
+    ]
+    if metrics_path:
+        lines.append(f"  metrics  {base}{metrics_path}")
+    loopback = _loopback_for(host)
+    if loopback is not None:
+        lines += [
+            "Send it traffic from another terminal:",
+            f"  python -m example_app.load --url http://{_url_host(loopback)}:{port}",
+        ]
+    else:
+        lines.append(
+            "python -m example_app.load only sends traffic to this machine's loopback "
+            "addresses; serve on 127.0.0.1 to use it."
+        )
+    lines.append("Press Ctrl+C to stop.")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Parse the command line, print the URLs, and serve until interrupted."""
+    parser = argparse.ArgumentParser(
+        prog="python -m example_app", description="Run the flask-observe example order service."
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    parser.add_argument("--port", type=int, default=5000, help="port to listen on (5000)")
+    args = parser.parse_args(argv)
+    if not 0 <= args.port <= 65535:
+        parser.error(f"--port must be from 0 to 65535, not {args.port}")
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        app = create_app()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        server = make_server(args.host, args.port, app, threaded=True)
+    except OSError as exc:
+        print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    print(banner(args.host, server.server_port, app.config.get("OBSERVE_METRICS_PATH")), flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""The checkout: :func:`process_order` and the steps it runs, each one timed.
+
+The steps stand in for calls to other services (identity, inventory, payments, email): each
+sleeps for its configured delay, give or take half of it, and fails at its configured rate.
+Every function here is decorated with :func:`flask_observe.timed`, so
+``app_function_duration_seconds`` shows which step is slow and which one fails.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from flask_observe import timed
+
+from .models import Order, OrderItem, utcnow
+from .settings import Checkout, Step
+
+__all__ = [
+    "AuthenticationFailed",
+    "CheckoutError",
+    "EmailFailed",
+    "LineItem",
+    "OrderRequest",
+    "OutOfStock",
+    "PaymentDeclined",
+    "SimulatedBug",
+    "authenticate",
+    "check_inventory",
+    "process_order",
+    "process_payment",
+    "send_email",
+]
+
+_log = logging.getLogger(__name__)
+
+
+class CheckoutError(Exception):
+    """A checkout step refused the order; the API answers with :attr:`status`."""
+
+    #: The HTTP status of the answer.
+    status = 500
+    #: The ``error`` field of the answer's JSON body.
+    code = "checkout_failed"
+
+
+class AuthenticationFailed(CheckoutError):
+    """The user could not be authenticated."""
+
+    status = 401
+    code = "authentication_failed"
+
+
+class OutOfStock(CheckoutError):
+    """An item of the order is not in stock."""
+
+    status = 409
+    code = "out_of_stock"
+
+
+class PaymentDeclined(CheckoutError):
+    """The payment was declined."""
+
+    status = 402
+    code = "payment_declined"
+
+
+class EmailFailed(Exception):
+    """The confirmation email could not be sent; the order stands all the same."""
+
+
+class SimulatedBug(RuntimeError):
+    """An error nobody planned for, raised on purpose at ``EXAMPLE_BUG_RATE``.
+
+    Nothing handles it, so the request ends in a 500, and flask-observe counts it in
+    ``http_request_exceptions_total{exception="SimulatedBug"}``.
+    """
+
+
+@dataclass(frozen=True)
+class LineItem:
+    """One product of an order request."""
+
+    sku: str
+    quantity: int
+
+
+@dataclass(frozen=True)
+class OrderRequest:
+    """A validated ``POST /orders`` body."""
+
+    user_id: int
+    items: tuple[LineItem, ...]
+    total_cents: int
+
+
+def _call(step: Step) -> bool:
+    """Spend the step's time; True if this call is one that fails."""
+    if step.delay > 0:
+        time.sleep(step.delay * random.uniform(0.5, 1.5))
+    return step.failure_rate > 0 and random.random() < step.failure_rate
+
+
+@timed
+def authenticate(user_id: int, step: Step) -> None:
+    """Check the user's session with the identity service.
+
+    :raises AuthenticationFailed: at the step's failure rate.
+    """
+    if _call(step):
+        raise AuthenticationFailed(f"user {user_id} could not be authenticated")
+
+
+@timed
+def check_inventory(items: Sequence[LineItem], step: Step) -> None:
+    """Reserve the items with the inventory service: the slow step of the checkout.
+
+    :raises OutOfStock: at the step's failure rate.
+    """
+    if _call(step):
+        sku = random.choice(items).sku
+        raise OutOfStock(f"{sku} is out of stock")
+
+
+@timed
+def process_payment(user_id: int, total_cents: int, step: Step) -> None:
+    """Charge the user's card with the payment service.
+
+    :raises PaymentDeclined: at the step's failure rate.
+    """
+    if _call(step):
+        raise PaymentDeclined(f"the payment of {total_cents} cents by user {user_id} was declined")
+
+
+@timed
+def send_email(user_id: int, order_id: int, step: Step) -> None:
+    """Send the order confirmation to the user.
+
+    :raises EmailFailed: at the step's failure rate.
+    """
+    if _call(step):
+        raise EmailFailed(f"the confirmation of order {order_id} to user {user_id} bounced")
+
+
+@timed
+def process_order(session: Session, request: OrderRequest, checkout: Checkout) -> Order:
+    """Run the checkout steps in order, store the order, and send its confirmation.
+
+    A failed email is logged and does not fail the order, which is already paid for.
+
+    :param session: the request's database session; the order is committed in it.
+    :param request: the validated order.
+    :param checkout: how each step behaves.
+    :raises CheckoutError: if authentication, inventory or payment refuse the order.
+    :raises SimulatedBug: at ``checkout.bug_rate``.
+    """
+    authenticate(request.user_id, checkout.authenticate)
+    check_inventory(request.items, checkout.check_inventory)
+    process_payment(request.user_id, request.total_cents, checkout.process_payment)
+    if checkout.bug_rate > 0 and random.random() < checkout.bug_rate:
+        raise SimulatedBug("the order total no longer matches the payment")
+    order = Order(
+        user_id=request.user_id,
+        total_cents=request.total_cents,
+        status="confirmed",
+        created_at=utcnow(),
+        items=[OrderItem(sku=item.sku, quantity=item.quantity) for item in request.items],
+    )
+    session.add(order)
+    session.commit()
+    try:
+        send_email(request.user_id, order.id, checkout.send_email)
+    except EmailFailed as exc:
+        _log.warning("Order %d is confirmed, but its email failed: %s", order.id, exc)
+    return order
