@@ -22,7 +22,9 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Callable, Optional
 
-from flask import Flask, got_request_exception, request
+from flask import Flask, current_app, got_request_exception, request
+from werkzeug.exceptions import MethodNotAllowed
+from werkzeug.routing import Rule
 
 from .config import Settings
 from .observation import UNMATCHED, Observation, Sink
@@ -54,6 +56,25 @@ def _size(header: Optional[str]) -> int:
         return max(int(header), 0)
     except ValueError:
         return 0
+
+
+def _rule_of_405(req: Any) -> Optional[Rule]:
+    """The rule whose path a 405 request matched, so it is labelled with its route.
+
+    Flask leaves ``url_rule`` unset when only the method was wrong; matching again with an
+    allowed method finds the rule. This runs on the 405 path only.
+    """
+    allowed = req.routing_exception.valid_methods
+    if not allowed:
+        return None
+    try:
+        adapter = current_app.create_url_adapter(req)
+        if adapter is None:
+            return None
+        rule, _args = adapter.match(method=next(iter(allowed)), return_rule=True)
+    except Exception:
+        return None
+    return rule
 
 
 class _ObservedBody:
@@ -185,6 +206,8 @@ class RequestPipeline:
                 return
             rule = req.url_rule
             method: str = req.method
+            if rule is None and isinstance(req.routing_exception, MethodNotAllowed):
+                rule = _rule_of_405(req)
             if rule is None:
                 observation.route, observation.endpoint = None, UNMATCHED
             else:

@@ -258,11 +258,21 @@ def test_unmatched_path_scan_adds_no_series(client: Any, registry: CollectorRegi
 def test_made_up_methods_share_one_label_value(client: Any, registry: CollectorRegistry) -> None:
     for i in range(50):
         client.open("/orders/1", method=f"BREW{i}")
-    # Flask matches no rule for a method the route does not allow: a 405, unmatched.
     value = registry.get_sample_value(
-        "http_requests_total", {"method": "_OTHER", "endpoint": "<unmatched>", "status": "405"}
+        "http_requests_total",
+        {"method": "_OTHER", "endpoint": "/orders/<int:order_id>", "status": "405"},
     )
     assert value == 50.0
+
+
+def test_method_not_allowed_is_labelled_with_the_route(
+    client: Any, registry: CollectorRegistry
+) -> None:
+    assert client.delete("/orders/1").status_code == 405
+    assert client.get("/orders").status_code == 405
+    for method, endpoint in (("DELETE", "/orders/<int:order_id>"), ("GET", "/orders")):
+        labels = {"method": method, "endpoint": endpoint, "status": "405"}
+        assert registry.get_sample_value("http_requests_total", labels) == 1.0, labels
 
 
 def test_group_by_endpoint_uses_the_view_name(
