@@ -110,6 +110,8 @@ class Observe:
             settings, sinks, on_sink_error=lambda name: http_metrics.errors.labels(name).inc()
         )
         pipeline.install(app)
+        if settings.metrics_enabled:
+            http_metrics.watch(pipeline)
         if settings.metrics_enabled and settings.metrics_path is not None:
             app.register_blueprint(metrics_blueprint(settings.metrics_path))
         app.extensions["observe"] = _State(

@@ -4,9 +4,16 @@ Every request updates six series (requests, duration, in progress, request and r
 and sometimes exceptions). Done through prometheus_client's labelled children, that costs
 about 4.5 microseconds a request in place, most of it per-call validation and one lock per
 value; the budget for the whole of flask-observe is about 7. So the counts live here, one
-:class:`_RouteSeries` per ``(method, endpoint)`` updated under one lock, and a collector turns
-them into prometheus_client metric families at scrape time. The registry, the exposition
-formats and the parsers remain prometheus_client's.
+:class:`_RouteSeries` per ``(method, endpoint)``, and a collector turns them into
+prometheus_client metric families at scrape time. The registry, the exposition formats and
+the parsers remain prometheus_client's.
+
+A finished request costs one ``deque.append`` of its values, which is atomic and takes no
+lock. Every ``_FOLD_AT`` requests, and before every scrape, whoever notices drains the queue
+into the buckets under one lock: the bucket search and the additions run once per batch in a
+tight loop instead of once per request between the rest of Flask's work, and a scrape always
+sees every request that finished before it. The in-progress gauge is not counted at all: a
+scrape asks each app's pipeline which requests it is serving and labels them then.
 
 ``*_created`` series are not exported: they are optional in OpenMetrics and, in the
 Prometheus text format, would each become a separate gauge series.
@@ -17,8 +24,10 @@ from __future__ import annotations
 import threading
 import weakref
 from bisect import bisect_left
+from collections import Counter as Tally
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Optional, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Info
 from prometheus_client.metrics_core import (
@@ -38,6 +47,13 @@ __all__ = ["HttpMetrics", "HttpRecorder"]
 
 _ROUTE_LABELS = ["method", "endpoint"]
 
+#: Pending requests that make the request adding the last of them fold the queue.
+_FOLD_AT = 64
+
+#: What the recorder queues per request: ``(method, endpoint)``, duration, request size,
+#: response size, status and exception class name.
+_Finished = tuple[tuple[str, str], float, int, int, int, Optional[str]]
+
 _lock = threading.Lock()
 _by_registry: weakref.WeakKeyDictionary[CollectorRegistry, HttpMetrics] = (
     weakref.WeakKeyDictionary()
@@ -45,21 +61,16 @@ _by_registry: weakref.WeakKeyDictionary[CollectorRegistry, HttpMetrics] = (
 
 
 class _RouteSeries:
-    """The counts of one ``(method, endpoint)``; every field but ``active`` is guarded by
-    ``lock``.
+    """The counts of one ``(method, endpoint)``, guarded by :attr:`HttpMetrics.fold_lock`.
 
-    ``active`` holds one item per request in flight: deque appends and pops are atomic, so
-    starting a request takes no lock, and its length is the in-progress gauge. Buckets hold
-    plain (not cumulative) counts, one per upper bound plus one for ``+Inf``; ``bisect_left``
-    finds the first bound >= the value, which is Prometheus' ``le``.
+    Buckets hold plain (not cumulative) counts, one per upper bound plus one for ``+Inf``;
+    ``bisect_left`` finds the first bound >= the value, which is Prometheus' ``le``.
     """
 
     __slots__ = (
-        "active",
         "duration",
         "duration_sum",
         "exceptions",
-        "lock",
         "request_size",
         "request_size_sum",
         "response_size",
@@ -68,8 +79,6 @@ class _RouteSeries:
     )
 
     def __init__(self, duration_bounds: int, size_bounds: int) -> None:
-        self.lock = threading.Lock()
-        self.active: deque[None] = deque()
         self.duration = [0] * (duration_bounds + 1)
         self.duration_sum = 0.0
         self.request_size = [0] * (size_bounds + 1)
@@ -78,6 +87,13 @@ class _RouteSeries:
         self.response_size_sum = 0
         self.statuses: dict[int, int] = {}
         self.exceptions: dict[str, int] = {}
+
+
+class InFlight(Protocol):
+    """Something that knows the requests it is serving: an app's request pipeline."""
+
+    def in_flight(self) -> list[tuple[str, str]]:
+        """``(method, endpoint)`` of each request being served."""
 
 
 def _les(bounds: tuple[float, ...]) -> list[str]:
@@ -149,32 +165,41 @@ class _HttpCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         requests, duration, in_progress, exceptions, request_size, response_size = self._families()
-        for (method, endpoint), series in list(self._metrics.routes.items()):
-            with series.lock:
-                snapshot = (
-                    len(series.active),
+        metrics = self._metrics
+        busy = Tally(metrics.in_flight())
+        with metrics.fold_lock:
+            metrics.fold_locked()
+            for key in busy:
+                metrics.series(key)  # a route's first request, still running
+            snapshot = [
+                (
+                    key,
+                    busy.get(key, 0),
                     list(series.duration),
                     series.duration_sum,
                     list(series.request_size),
                     series.request_size_sum,
                     list(series.response_size),
                     series.response_size_sum,
-                    dict(series.statuses),
-                    dict(series.exceptions),
+                    sorted(series.statuses.items()),
+                    sorted(series.exceptions.items()),
                 )
-            (
-                busy,
-                durations,
-                duration_sum,
-                request_sizes,
-                request_size_sum,
-                response_sizes,
-                response_size_sum,
-                statuses,
-                raised,
-            ) = snapshot
-            labels = [method, endpoint]
-            in_progress.add_metric(labels, busy)
+                for key, series in list(metrics.routes.items())
+            ]
+        for (
+            labels,
+            running,
+            durations,
+            duration_sum,
+            request_sizes,
+            request_size_sum,
+            response_sizes,
+            response_size_sum,
+            statuses,
+            raised,
+        ) in snapshot:
+            method, endpoint = labels
+            in_progress.add_metric(labels, running)
             if not sum(durations):
                 continue  # started, never finished yet: no histogram with a zero count
             duration.add_metric(labels, _cumulative(durations, self._duration_les), duration_sum)
@@ -184,9 +209,9 @@ class _HttpCollector(Collector):
             response_size.add_metric(
                 labels, _cumulative(response_sizes, self._size_les), response_size_sum
             )
-            for status, count in sorted(statuses.items()):
+            for status, count in statuses:
                 requests.add_metric([method, endpoint, str(status)], count)
-            for name, count in sorted(raised.items()):
+            for name, count in raised:
                 exceptions.add_metric([method, endpoint, name], count)
         yield from (requests, duration, in_progress, exceptions, request_size, response_size)
 
@@ -205,6 +230,13 @@ class HttpMetrics:
         self.size_buckets = size_buckets
         #: ``(method, endpoint)`` -> its series; entries are added, never removed.
         self.routes: dict[tuple[str, str], _RouteSeries] = {}
+        #: Finished requests not yet counted into ``routes``: appended without a lock.
+        self.pending: deque[_Finished] = deque()
+        #: Guards the counts of every series while they are folded into or read.
+        self.fold_lock = threading.Lock()
+        #: The pipelines whose requests in flight make the in-progress gauge.
+        self._sources: weakref.WeakSet[InFlight] = weakref.WeakSet()
+        self._sources_lock = threading.Lock()
         registry.register(_HttpCollector(self))
         self.info = Info(
             "flask_observe",
@@ -250,6 +282,44 @@ class HttpMetrics:
     def set_info(self, service: str) -> None:
         self.info.labels(service=service).info({"version": __version__})
 
+    def watch(self, source: InFlight) -> None:
+        """Count *source*'s requests in flight in ``http_requests_in_progress``; held weakly."""
+        with self._sources_lock:
+            self._sources.add(source)
+
+    def in_flight(self) -> list[tuple[str, str]]:
+        """``(method, endpoint)`` of every request in flight, over all watched sources."""
+        with self._sources_lock:
+            sources = list(self._sources)
+        return [key for source in sources for key in source.in_flight()]
+
+    def fold(self) -> None:
+        """Count every pending request into its series."""
+        with self.fold_lock:
+            self.fold_locked()
+
+    def fold_locked(self) -> None:
+        """:meth:`fold`, for a caller that holds :attr:`fold_lock`."""
+        pending, routes, series_of = self.pending, self.routes, self.series
+        buckets, size_buckets = self.buckets, self.size_buckets
+        pop = pending.popleft
+        while pending:
+            key, duration, request_size, response_size, status, exception = pop()
+            series = routes.get(key) or series_of(key)
+            series.duration[bisect_left(buckets, duration)] += 1
+            series.duration_sum += duration
+            if request_size:
+                series.request_size[bisect_left(size_buckets, request_size)] += 1
+                series.request_size_sum += request_size
+            else:
+                series.request_size[0] += 1
+            series.response_size[bisect_left(size_buckets, response_size)] += 1
+            series.response_size_sum += response_size
+            statuses = series.statuses
+            statuses[status] = statuses.get(status, 0) + 1
+            if exception is not None:
+                series.exceptions[exception] = series.exceptions.get(exception, 0) + 1
+
     def series(self, key: tuple[str, str]) -> _RouteSeries:
         """The series of *key*, made on first use (``setdefault`` settles a race)."""
         series = self.routes.get(key)
@@ -261,42 +331,30 @@ class HttpMetrics:
 
 
 class HttpRecorder:
-    """The metrics sink: counts each observation into its route's series."""
+    """The metrics sink: queues each finished request's values to be counted."""
 
     name = "metrics"
 
     def __init__(self, metrics: HttpMetrics) -> None:
         self._metrics = metrics
-        self._routes = metrics.routes
-        self._buckets = metrics.buckets
-        self._size_buckets = metrics.size_buckets
+        self._pending = metrics.pending
 
-    def start(self, observation: Observation) -> None:
-        key = (observation.method, observation.endpoint)
-        (self._routes.get(key) or self._metrics.series(key)).active.append(None)
+    #: Nothing to do at the start: the in-progress gauge is read from the pipeline when
+    #: scraped.
+    start: Optional[Callable[[Observation], None]] = None
 
     def finish(self, observation: Observation) -> None:
         key = (observation.method, observation.endpoint)
-        series = self._routes.get(key) or self._metrics.series(key)
-        duration = observation.duration
-        request_size = observation.request_size
-        response_size = observation.response_size or 0
-        status = observation.status or 500
-        exception = observation.exception
-        size_buckets = self._size_buckets
-        series.active.pop()
-        lock = series.lock
-        lock.acquire()
-        try:
-            series.duration[bisect_left(self._buckets, duration)] += 1
-            series.duration_sum += duration
-            series.request_size[bisect_left(size_buckets, request_size)] += 1
-            series.request_size_sum += request_size
-            series.response_size[bisect_left(size_buckets, response_size)] += 1
-            series.response_size_sum += response_size
-            statuses = series.statuses
-            statuses[status] = statuses.get(status, 0) + 1
-            if exception is not None:
-                series.exceptions[exception] = series.exceptions.get(exception, 0) + 1
-        finally:
-            lock.release()
+        pending = self._pending
+        pending.append(
+            (
+                key,
+                observation.duration,
+                observation.request_size,
+                observation.response_size or 0,
+                observation.status or 500,
+                observation.exception,
+            )
+        )
+        if len(pending) >= _FOLD_AT:
+            self._metrics.fold()

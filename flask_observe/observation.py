@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional, Protocol
+from typing import Any, Callable, Optional, Protocol
 
 __all__ = ["UNMATCHED", "Observation", "Sink"]
 
@@ -21,6 +21,7 @@ class Observation:
     __slots__ = (
         "duration",
         "endpoint",
+        "environ",
         "exception",
         "failed_sinks",
         "finished",
@@ -30,14 +31,18 @@ class Observation:
         "response_size",
         "route",
         "start",
-        "started",
         "status",
     )
 
-    def __init__(self, start: float) -> None:
+    def __init__(self, start: float, environ: dict[str, Any]) -> None:
         #: ``time.perf_counter()`` when the request reached the app.
         self.start = start
-        #: The request method; ``_OTHER`` for one neither standard nor declared by the route.
+        #: The request's WSGI environ.
+        self.environ = environ
+        # The four below are filled in together once Flask has routed the request, when the
+        # response starts; until then ``endpoint`` is "".
+        #: The method label: the request method, or ``_OTHER`` for one neither standard nor
+        #: declared by the matched route.
         self.method = ""
         #: The ``endpoint`` metric label.
         self.endpoint = ""
@@ -55,8 +60,6 @@ class Observation:
         self.exception: Optional[str] = None
         #: Seconds from the start to the end of the response body, set when finished.
         self.duration = 0.0
-        #: Set once the route is known and the sinks have been started.
-        self.started = False
         self.finished = False
         #: Names of sinks whose ``start`` failed; they are not asked to ``finish``.
         self.failed_sinks: Optional[set[str]] = None
@@ -68,8 +71,10 @@ class Sink(Protocol):
     #: The ``sink`` label of ``flask_observe_errors_total`` when this sink raises.
     name: str
 
-    def start(self, observation: Observation) -> None:
-        """Called in ``before_request``, once the route is known."""
+    #: Called with the observation when the request reaches the app, before Flask routes it
+    #: (``method``, ``endpoint``, ``route`` and ``path`` are not filled in yet); ``None`` for
+    #: a sink with nothing to do then, which saves a call per request.
+    start: Optional[Callable[[Observation], None]]
 
     def finish(self, observation: Observation) -> None:
         """Called exactly once, when the response is complete."""

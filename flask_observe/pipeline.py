@@ -1,17 +1,21 @@
 """The request lifecycle: one observation per request, finished once, fed to every sink.
 
-Two places see a request, chosen because they are the cheapest that see all of it:
+One thin wrapper around ``app.wsgi_app`` sees every request, because it is the cheapest
+place that sees all of it (a ``before_request`` function costs more than the metrics it
+feeds: Flask checks it for a coroutine on every call):
 
-- a thin wrapper around ``app.wsgi_app`` starts the clock before Flask does any work, reads
-  the status and ``Content-Length`` as they pass through ``start_response``, and finishes the
-  observation when the response is complete: at once for a body of known length, at the
-  body's ``close()`` for one made as it is sent (a generator), so the duration covers it all;
-- a ``before_request`` function, the first of the app's, fills in what only Flask knows (the
-  matched route) and starts the sinks.
+- it starts the clock and the sinks before Flask does any work;
+- it reads the status and ``Content-Length`` as they pass through ``start_response``. Flask
+  calls ``start_response`` while the request context is still pushed, so the route Flask
+  matched is read there too, from the request object;
+- it finishes the observation when the response is complete: at once for a body of known
+  length, at the body's ``close()`` for one made as it is sent (a generator), so the duration
+  covers it all.
 
 Flask's ``got_request_exception`` signal names the class of an unhandled exception; the
-wrapper sees those that propagate. A sink that raises is counted and logged once; the request
-never sees the failure.
+wrapper sees those that propagate. Requests still being served are kept in a set, so the
+in-progress gauge can label each with its route when it is scraped. A sink that raises is
+counted and logged once; the request never sees the failure.
 """
 
 from __future__ import annotations
@@ -22,9 +26,9 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Callable, Optional
 
-from flask import Flask, current_app, got_request_exception, request
+from flask import Flask, got_request_exception, request
 from werkzeug.exceptions import MethodNotAllowed
-from werkzeug.routing import Rule
+from werkzeug.routing import Map, Rule
 
 from .config import Settings
 from .observation import UNMATCHED, Observation, Sink
@@ -48,6 +52,12 @@ _NO_BODY = frozenset({204, 304})
 WSGIApp = Callable[[Any, Callable[..., Any]], Iterable[bytes]]
 
 
+def _decoded_path(environ: Any) -> str:
+    """The request path as Flask would decode it (WSGI carries it as latin-1)."""
+    raw: str = environ.get("PATH_INFO") or "/"
+    return raw.encode("latin-1", "replace").decode("utf-8", "replace")
+
+
 def _size(header: Optional[str]) -> int:
     """A length header as a number of bytes; 0 when absent or not a number."""
     if not header:
@@ -56,25 +66,6 @@ def _size(header: Optional[str]) -> int:
         return max(int(header), 0)
     except ValueError:
         return 0
-
-
-def _rule_of_405(req: Any) -> Optional[Rule]:
-    """The rule whose path a 405 request matched, so it is labelled with its route.
-
-    Flask leaves ``url_rule`` unset when only the method was wrong; matching again with an
-    allowed method finds the rule. This runs on the 405 path only.
-    """
-    allowed = req.routing_exception.valid_methods
-    if not allowed:
-        return None
-    try:
-        adapter = current_app.create_url_adapter(req)
-        if adapter is None:
-            return None
-        rule, _args = adapter.match(method=next(iter(allowed)), return_rule=True)
-    except Exception:
-        return None
-    return rule
 
 
 class _ObservedBody:
@@ -128,63 +119,95 @@ class RequestPipeline:
         sinks: Sequence[Sink],
         on_sink_error: Callable[[str], None],
     ) -> None:
-        self._sinks: tuple[Sink, ...] = tuple(sinks)
+        self._sinks: tuple[Sink, ...] = ()
+        #: ``(name, start)`` of the sinks that have a ``start``.
+        self._starters: tuple[tuple[str, Callable[[Observation], None]], ...] = ()
+        for sink in sinks:
+            self.add_sink(sink)
         self._on_sink_error = on_sink_error
         self._logged: set[str] = set()
         self._by_endpoint = settings.group_by == "endpoint"
         self._exclude = frozenset(settings.exclude_paths)
         self._exclude_prefixes = tuple(p.rstrip("/") + "/" for p in settings.exclude_paths)
+        self._url_map: Optional[Map] = None
+        #: Observations started and not yet finished. ``set.add`` and ``set.discard`` are
+        #: atomic, so no lock; readers copy it first.
+        self._in_flight: set[Observation] = set()
 
     def add_sink(self, sink: Sink) -> None:
         """Feed every later observation to *sink* too, after the sinks already there."""
         self._sinks = (*self._sinks, sink)
+        if sink.start is not None:
+            self._starters = (*self._starters, (sink.name, sink.start))
 
     def install(self, app: Flask) -> None:
-        """Wrap ``app.wsgi_app`` and register the ``before_request`` function first.
+        """Wrap ``app.wsgi_app`` and listen for the app's unhandled exceptions.
 
-        Running first means a user's ``before_request`` that answers early or raises is still
-        observed. Middleware the user adds later wraps this one, as usual.
+        The wrapper sees a request before any of the app's own functions, so a user's
+        ``before_request`` that answers early or raises is still observed. Middleware the
+        user adds later wraps this one, as usual.
         """
+        self._url_map = app.url_map
         app.wsgi_app = self._wrap(app.wsgi_app)  # type: ignore[method-assign,assignment]
-        app.before_request_funcs.setdefault(None, []).insert(0, self.before_request)
         got_request_exception.connect(self._on_exception, app)
 
-    # -- the WSGI side: the clock, the status, the end --
+    def in_flight(self) -> list[tuple[str, str]]:
+        """``(method, endpoint)`` of each request being served whose route is known yet.
+
+        Safe from any thread: a scrape calls it while other threads serve requests.
+        """
+        labels = []
+        for observation in list(self._in_flight):
+            if observation.endpoint:
+                labels.append((observation.method, observation.endpoint))
+                continue
+            with contextlib.suppress(Exception):
+                facts = self._route_facts(observation.environ, routed_only=True)
+                if facts is not None:
+                    labels.append((facts[0], facts[1]))
+        return labels
+
+    # -- the WSGI side: the clock, the sinks, the status, the end --
 
     def _wrap(self, inner: WSGIApp) -> WSGIApp:
-        exclude, prefixes = self._exclude, self._exclude_prefixes
+        exclude, prefixes, in_flight = self._exclude, self._exclude_prefixes, self._in_flight
 
         def observed_wsgi_app(environ: Any, start_response: Callable[..., Any]) -> Any:
             path = environ.get("PATH_INFO") or "/"
             if not self._sinks or path in exclude or path.startswith(prefixes):
                 return inner(environ, start_response)
-            observation = Observation(time.perf_counter())
+            observation = Observation(time.perf_counter(), environ)
             environ[ENVIRON_KEY] = observation
+            if self._starters:
+                self._start(observation)
+            in_flight.add(observation)
 
-            def capture(status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
+            def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
                 try:
+                    if not observation.endpoint:
+                        self._resolve(observation)
                     observation.status = int(status[:3])
                     for name, value in headers:
-                        if name.lower() == "content-length":
+                        # Werkzeug spells it so; other spellings take the slower test.
+                        if name == "Content-Length" or name.lower() == "content-length":
                             observation.response_size = _size(value)
                             break
                 except Exception:
                     self._failed("pipeline")
-                return start_response(status, headers, *exc_info)
+                if exc_info is None:
+                    return start_response(status, headers)
+                return start_response(status, headers, exc_info)
 
             try:
                 body = inner(environ, capture)
             except BaseException as exc:
                 # Propagated (PROPAGATE_EXCEPTIONS, or not an Exception): the server answers
                 # 500 without us seeing a response.
-                if observation.started:
-                    if observation.exception is None:
-                        observation.exception = type(exc).__name__
-                    observation.status = 500
-                    self.finish(observation)
+                if observation.exception is None:
+                    observation.exception = type(exc).__name__
+                observation.status = 500
+                self.finish(observation)
                 raise
-            if not observation.started:
-                return body
             if observation.response_size is None:
                 if observation.status not in _NO_BODY and observation.method != "HEAD":
                     return _ObservedBody(body, observation, self.finish)
@@ -194,50 +217,90 @@ class RequestPipeline:
 
         return observed_wsgi_app
 
-    # -- the Flask side: the route, read through _get_current_object() once, since every
-    # -- attribute read through the ``request`` proxy costs a lookup.
-
-    def before_request(self) -> None:
-        try:
-            req = request._get_current_object()  # type: ignore[attr-defined]
-            environ = req.environ
-            observation: Optional[Observation] = environ.get(ENVIRON_KEY)
-            if observation is None or observation.started:
-                return
-            rule = req.url_rule
-            method: str = req.method
-            if rule is None and isinstance(req.routing_exception, MethodNotAllowed):
-                rule = _rule_of_405(req)
-            if rule is None:
-                observation.route, observation.endpoint = None, UNMATCHED
-            else:
-                observation.route = route = rule.rule
-                observation.endpoint = rule.endpoint if self._by_endpoint else route
-            if method not in _KNOWN_METHODS and (rule is None or method not in rule.methods):
-                method = "_OTHER"
-            observation.method = method
-            observation.path = req.path
-            length = environ.get("CONTENT_LENGTH")
-            if length:
-                observation.request_size = _size(length)
-            observation.started = True
-        except Exception:
-            self._failed("pipeline")
-            return
-        for sink in self._sinks:
+    def _start(self, observation: Observation) -> None:
+        for name, start in self._starters:
             try:
-                sink.start(observation)
+                start(observation)
             except Exception:
-                self._failed(sink.name)
+                self._failed(name)
                 if observation.failed_sinks is None:
                     observation.failed_sinks = set()
-                observation.failed_sinks.add(sink.name)
+                observation.failed_sinks.add(name)
+
+    # -- the route: read from Flask's request object while its context is pushed --
+
+    def _resolve(self, observation: Observation) -> None:
+        """Fill in the method label, endpoint, route and path; once per request."""
+        try:
+            facts = self._route_facts(observation.environ, routed_only=False)
+        except Exception:
+            self._failed("pipeline")
+            facts = None
+        if facts is None:
+            method = observation.environ.get("REQUEST_METHOD", "")
+            facts = (method if method in _KNOWN_METHODS else "_OTHER", UNMATCHED, None, "")
+        # ``method`` is set before ``endpoint``: a scrape that sees an endpoint sees its method.
+        observation.method, observation.endpoint, observation.route, observation.path = facts
+        length = observation.environ.get("CONTENT_LENGTH")
+        if length:
+            observation.request_size = _size(length)
+
+    def _route_facts(
+        self, environ: Any, *, routed_only: bool
+    ) -> Optional[tuple[str, str, Optional[str], str]]:
+        """``(method label, endpoint label, route, path)`` of the request in *environ*.
+
+        Read from the Flask request if it has been routed. Otherwise, unless *routed_only*,
+        the URL is matched here: that happens only when the request object is gone before
+        the response starts (a middleware inside this one that delays ``start_response``,
+        or an exception that escapes Flask).
+        """
+        req = environ.get("werkzeug.request")
+        rule: Optional[Rule]
+        if req is not None and (req.url_rule is not None or req.routing_exception is not None):
+            rule = req.url_rule
+            if rule is None and isinstance(req.routing_exception, MethodNotAllowed):
+                rule = self._match(environ, req.routing_exception.valid_methods)
+            path: str = req.path
+        elif routed_only:
+            return None
+        else:
+            rule = self._match(environ, None)
+            path = _decoded_path(environ)
+        method: str = environ.get("REQUEST_METHOD", "")
+        if method not in _KNOWN_METHODS and (rule is None or method not in (rule.methods or ())):
+            method = "_OTHER"
+        if rule is None:
+            return method, UNMATCHED, None, path
+        route = rule.rule
+        return method, rule.endpoint if self._by_endpoint else route, route, path
+
+    def _match(self, environ: Any, allowed: Optional[Iterable[str]]) -> Optional[Rule]:
+        """The rule *environ*'s path matches; with *allowed* (a 405), the rule matched by
+        path alone. ``None`` when nothing matches."""
+        if self._url_map is None:
+            return None
+        adapter = self._url_map.bind_to_environ(environ)
+        try:
+            if allowed is None:
+                rule, _args = adapter.match(return_rule=True)
+            else:
+                rule, _args = adapter.match(method=next(iter(allowed)), return_rule=True)
+        except MethodNotAllowed as exc:
+            if allowed is not None or not exc.valid_methods:
+                return None
+            return self._match(environ, exc.valid_methods)
+        except Exception:  # not found, a redirect, a bad host: no route
+            return None
+        return rule
 
     def _on_exception(self, sender: Flask, exception: BaseException, **extra: Any) -> None:
         with contextlib.suppress(Exception):
             observation = request.environ.get(ENVIRON_KEY)
             if observation is not None:
                 observation.exception = type(exception).__name__
+                if not observation.endpoint:  # the request object may be gone later
+                    self._resolve(observation)
 
     # -- finishing --
 
@@ -247,6 +310,8 @@ class RequestPipeline:
             return
         observation.finished = True
         observation.duration = time.perf_counter() - observation.start
+        if not observation.endpoint:
+            self._resolve(observation)
         failed = observation.failed_sinks
         for sink in self._sinks:
             if failed is not None and sink.name in failed:
@@ -255,6 +320,7 @@ class RequestPipeline:
                 sink.finish(observation)
             except Exception:
                 self._failed(sink.name)
+        self._in_flight.discard(observation)
 
     def _failed(self, name: str) -> None:
         """Count a failure of *name*; log its traceback the first time only, not per request."""

@@ -128,7 +128,7 @@ def test_bad_config_leaves_the_app_untouched() -> None:
     with pytest.raises(ConfigError):
         Observe(app, registry=CollectorRegistry())
     assert "observe" not in app.extensions
-    assert not app.before_request_funcs.get(None)
+    assert app.wsgi_app.__name__ == "wsgi_app"
     assert "flask_observe_metrics" not in app.blueprints
 
 

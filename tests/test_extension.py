@@ -16,14 +16,16 @@ GET_ORDER = {"method": "GET", "endpoint": "/orders/<int:order_id>", "status": "2
 
 
 def test_init_app_twice_is_refused(registry: CollectorRegistry) -> None:
-    app = Flask("shop")
-    observe = Observe(app, registry=registry)
+    app = make_app(registry)
+    observe = app.extensions["observe"]
     with pytest.raises(RuntimeError, match="already set up on the app 'shop'"):
-        observe.init_app(app)
+        Observe().init_app(app)
     with pytest.raises(RuntimeError):
         Observe(app, registry=registry)
-    # The hooks were registered once.
-    assert len(app.before_request_funcs[None]) == 1
+    assert app.extensions["observe"] is observe
+    # The request is still observed once, not once per attempt.
+    app.test_client().get("/orders/1")
+    assert registry.get_sample_value("http_requests_total", GET_ORDER) == 1.0
 
 
 def test_one_observe_serves_two_apps_with_their_own_settings() -> None:

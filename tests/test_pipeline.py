@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
 from flask import Flask
 from prometheus_client import CollectorRegistry
 
+from flask_observe import Observe
 from flask_observe.observation import Observation
 
 ORDER = {"method": "GET", "endpoint": "/orders/<int:order_id>"}
@@ -147,3 +149,72 @@ def test_a_hostile_content_length_never_breaks_the_request(
     size = registry.get_sample_value("http_request_size_bytes_sum", labels)
     assert size is not None
     assert 0 <= size <= 10**23
+
+
+class _Buffering:
+    """A middleware that holds the response back until the whole body is made, so Flask's
+    request object is gone by the time ``start_response`` reaches the pipeline."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __call__(self, environ: Any, start_response: Any) -> Any:
+        held: list[Any] = []
+        body = self.inner(
+            environ, lambda status, headers, exc_info=None: held.extend([status, headers])
+        )
+        try:
+            data = b"".join(body)
+        finally:
+            getattr(body, "close", lambda: None)()
+        start_response(*held)
+        return [data]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "endpoint", "status"),
+    [
+        ("GET", "/orders/5", "/orders/<int:order_id>", "200"),
+        ("DELETE", "/orders/5", "/orders/<int:order_id>", "405"),
+        ("GET", "/no/such/route", "<unmatched>", "404"),
+        ("BREW", "/orders/5", "/orders/<int:order_id>", "405"),
+    ],
+)
+def test_the_route_is_found_when_the_response_starts_after_flask_is_done(
+    registry: CollectorRegistry, method: str, path: str, endpoint: str, status: str
+) -> None:
+    app = Flask("shop")
+    app.add_url_rule("/orders/<int:order_id>", "get_order", lambda order_id: "ok")
+    app.wsgi_app = _Buffering(app.wsgi_app)  # type: ignore[method-assign]
+    Observe(app, registry=registry)
+    response = app.test_client().open(path, method=method)
+    assert str(response.status_code) == status
+    label = method if method != "BREW" else "_OTHER"
+    labels = {"method": label, "endpoint": endpoint, "status": status}
+    assert registry.get_sample_value("http_requests_total", labels) == 1.0
+    assert registry.get_sample_value("flask_observe_errors_total", {"sink": "pipeline"}) == 0.0
+
+
+class Shutdown(BaseException):
+    """Not an ``Exception``: Flask lets it through untouched."""
+
+
+def test_a_base_exception_from_a_view_is_a_500_of_its_route(registry: CollectorRegistry) -> None:
+    app = Flask("shop")
+
+    @app.get("/orders/<int:order_id>")
+    def get_order(order_id: int) -> str:
+        raise Shutdown
+
+    Observe(app, registry=registry)
+    with pytest.raises(Shutdown):
+        app.test_client().get("/orders/5")
+    labels = {"method": "GET", "endpoint": "/orders/<int:order_id>"}
+    assert registry.get_sample_value("http_requests_total", {**labels, "status": "500"}) == 1.0
+    assert (
+        registry.get_sample_value(
+            "http_request_exceptions_total", {**labels, "exception": "Shutdown"}
+        )
+        == 1.0
+    )
+    assert registry.get_sample_value("http_requests_in_progress", labels) == 0.0
