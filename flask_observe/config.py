@@ -31,8 +31,9 @@ Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 class ConfigError(ValueError):
     """An ``OBSERVE_*`` value is invalid.
 
-    Raised by :meth:`flask_observe.Observe.init_app`. The message names the key, the value
-    it was given and what is allowed.
+    Raised by :meth:`flask_observe.Observe.init_app` for a bad ``OBSERVE_*`` value, and by
+    ``@timed(buckets=...)`` for bad buckets (the key is then ``"buckets"``). The message
+    names the key, the value it was given and what is allowed.
 
     .. versionadded:: 0.1
     """
@@ -93,10 +94,19 @@ def _optional_str(key: str, value: Any) -> Optional[str]:
     raise ConfigError(key, value, "a non-empty string or None")
 
 
+#: Why ``/`` is refused: a path is excluded with everything below it, and the metrics and
+#: health paths are excluded by default.
+_NOT_ROOT = "'/' would leave no request measured"
+
+
 def _path(key: str, value: Any) -> str:
+    allowed = "a URL path below '/', such as '/metrics'"
     if isinstance(value, str) and value.startswith("/"):
-        return value.rstrip("/") or "/"
-    raise ConfigError(key, value, "a URL path starting with '/', such as '/metrics'")
+        path = value.rstrip("/")
+        if path:
+            return path
+        raise ConfigError(key, value, f"{allowed}: {_NOT_ROOT}")
+    raise ConfigError(key, value, allowed)
 
 
 def _optional_path(key: str, value: Any) -> Optional[str]:
@@ -138,7 +148,9 @@ def _path_list(key: str, value: Any) -> Optional[tuple[str, ...]]:
     for item in value:
         if not isinstance(item, str) or not item.startswith("/"):
             raise ConfigError(key, value, allowed + f" ({item!r} does not start with '/')")
-    return tuple(item.rstrip("/") or "/" for item in value)
+        if not item.rstrip("/"):
+            raise ConfigError(key, value, f"{allowed} ({_NOT_ROOT})")
+    return tuple(item.rstrip("/") for item in value)
 
 
 def _networks(key: str, value: Any) -> Optional[tuple[Network, ...]]:
@@ -150,6 +162,8 @@ def _networks(key: str, value: Any) -> Optional[tuple[Network, ...]]:
     networks = []
     for item in value:
         try:
+            if not isinstance(item, str):  # ip_network() takes 10 for 0.0.0.10
+                raise TypeError(item)
             networks.append(ipaddress.ip_network(item, strict=False))
         except (TypeError, ValueError):
             raise ConfigError(key, value, allowed + f" ({item!r} is not one)") from None
@@ -191,8 +205,9 @@ def set_defaults(config: dict[str, Any]) -> None:
 def _warn_unknown_keys(config: Mapping[str, Any]) -> None:
     for name in config:
         if isinstance(name, str) and name.startswith("OBSERVE_") and name not in KNOWN_KEYS:
-            close = difflib.get_close_matches(name, KNOWN_KEYS, n=1, cutoff=0.6)
-            hint = f"; did you mean {close[0]}?" if close else ""
+            # Compared without the prefix every key shares, which would make all look alike.
+            close = difflib.get_close_matches(name[8:], [k[8:] for k in KNOWN_KEYS], n=1)
+            hint = f"; did you mean OBSERVE_{close[0]}?" if close else ""
             _log.warning("Unknown configuration key %s is ignored%s", name, hint)
 
 

@@ -269,7 +269,8 @@ class HttpMetrics:
                 buckets,
                 f"the buckets this registry already uses, {metrics.buckets}: apps that share "
                 "a registry share http_request_duration_seconds; give this app its own "
-                "registry with Observe(registry=...)",
+                "registry with Observe(registry=...). (Without OBSERVE_BUCKETS, the buckets "
+                "are the default ones with OBSERVE_ALERT_LATENCY_SECONDS added.)",
             )
         if metrics.size_buckets != size_buckets:
             raise ConfigError(

@@ -36,16 +36,20 @@ def _init(**config: Any) -> Flask:
         ("OBSERVE_GROUP_BY", None, "one of 'route', 'endpoint'"),
         ("OBSERVE_METRICS_ENABLED", "yes", "True or False"),
         ("OBSERVE_METRICS_ENABLED", 1, "True or False"),
-        ("OBSERVE_METRICS_PATH", "metrics", "starting with '/'"),
-        ("OBSERVE_HEALTH_PATH", 42, "starting with '/'"),
+        ("OBSERVE_METRICS_PATH", "metrics", "a URL path below '/'"),
+        ("OBSERVE_METRICS_PATH", "/", "'/' would leave no request measured"),
+        ("OBSERVE_HEALTH_PATH", 42, "a URL path below '/'"),
+        ("OBSERVE_HEALTH_PATH", "//", "'/' would leave no request measured"),
         ("OBSERVE_EXCLUDE_PATHS", "/metrics", "a list of URL paths"),
         ("OBSERVE_EXCLUDE_PATHS", ["metrics"], "starting with '/'"),
+        ("OBSERVE_EXCLUDE_PATHS", ["/static", "/"], "'/' would leave no request measured"),
         ("OBSERVE_ALERT_LATENCY_SECONDS", 0, "positive"),
         ("OBSERVE_ALERT_LATENCY_SECONDS", "2s", "positive"),
         ("OBSERVE_SERVICE_NAME", "", "non-empty string"),
         ("OBSERVE_METRICS_BEARER_TOKEN", 1234, "non-empty string"),
         ("OBSERVE_METRICS_ALLOW_NETWORKS", ["10.0.0.0/33"], "CIDR"),
         ("OBSERVE_METRICS_ALLOW_NETWORKS", "10.0.0.0/8", "CIDR"),
+        ("OBSERVE_METRICS_ALLOW_NETWORKS", [10], "(10 is not one)"),
     ],
 )
 def test_bad_value_fails_at_init_app_naming_key_value_and_allowed(
@@ -114,6 +118,13 @@ def test_unknown_key_logs_one_warning_naming_the_closest_key(
     assert len(warnings) == 1
     assert "OBSERVE_BUCKET " in warnings[0].getMessage()
     assert "did you mean OBSERVE_BUCKETS?" in warnings[0].getMessage()
+
+
+def test_unknown_key_like_none_logs_no_suggestion(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="flask_observe"):
+        _init(OBSERVE_FOO=1)
+    (warning,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert warning.getMessage() == "Unknown configuration key OBSERVE_FOO is ignored"
 
 
 def test_known_keys_log_nothing(caplog: pytest.LogCaptureFixture) -> None:
