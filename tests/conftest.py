@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any, Callable, Optional
@@ -135,3 +137,26 @@ def require_binary(name: str) -> str:
             pytest.fail(message + "; CI must install it")
         pytest.skip(message)
     return path
+
+
+@contextlib.contextmanager
+def serving(app: Flask) -> Iterator[int]:
+    """Serve *app* with werkzeug's threaded server on 127.0.0.1 (HTTP/1.1 keep-alive) and
+    yield its port; the server is shut down and its thread joined on the way out."""
+    from werkzeug.serving import WSGIRequestHandler, make_server
+
+    class KeepAliveHandler(WSGIRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_request(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=KeepAliveHandler)
+    thread = threading.Thread(target=server.serve_forever, name="test-server", daemon=True)
+    thread.start()
+    try:
+        yield server.server_port
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -12,7 +11,6 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client import CollectorRegistry
-from werkzeug.serving import make_server
 
 import flask_observe
 from example_app import create_app, load
@@ -26,6 +24,8 @@ from example_app.settings import (
     failure_rate_name,
     load_settings,
 )
+
+from .conftest import serving
 
 AppFactory = Callable[..., Flask]
 
@@ -325,15 +325,8 @@ def test_a_bad_environment_value_names_its_variable(tmp_path: Path) -> None:
 @pytest.fixture
 def live_url(app: Flask) -> Iterator[str]:
     """The app behind werkzeug's threaded server on a free loopback port."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="example-server", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serving(app) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def test_load_against_a_real_server(live_url: str, registry: CollectorRegistry) -> None:

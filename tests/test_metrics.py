@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import random
 import string
 import threading
@@ -10,8 +11,9 @@ from typing import Any
 import pytest
 from flask import Flask
 from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
 
-from .conftest import AppFactory, OrderError, sample_value, scrape
+from .conftest import AppFactory, OrderError, sample_value, scrape, serving
 
 REQUEST_LABELS = {"method", "endpoint", "status"}
 ROUTE_LABELS = {"method", "endpoint"}
@@ -360,25 +362,13 @@ def test_blueprint_routes_are_labelled_with_their_full_template(
 
 
 def test_counts_are_exact_under_concurrency(app: Flask, registry: CollectorRegistry) -> None:
-    """8 threads x 500 requests through a threaded werkzeug server on 127.0.0.1."""
-    import http.client
-
-    from werkzeug.serving import WSGIRequestHandler, make_server
-
-    class KeepAliveHandler(WSGIRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_request(self, *args: Any, **kwargs: Any) -> None:
-            pass
-
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=KeepAliveHandler)
-    serving = threading.Thread(target=server.serve_forever, daemon=True)
-    serving.start()
+    """8 threads x 500 requests through a threaded werkzeug server on 127.0.0.1, scraped
+    all the while."""
     threads, per_thread = 8, 500
     failures: list[str] = []
 
     def hammer() -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=10)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         try:
             for i in range(per_thread):
                 conn.request("GET", f"/orders/{i + 1}")
@@ -389,19 +379,47 @@ def test_counts_are_exact_under_concurrency(app: Flask, registry: CollectorRegis
         finally:
             conn.close()
 
-    try:
+    labels = {"method": "GET", "endpoint": "/orders/<int:order_id>"}
+    seen: list[tuple[float, float]] = []  # (requests counted, requests in progress)
+
+    def scrape_meanwhile(workers: list[threading.Thread]) -> None:
+        """Scrapes over HTTP while the requests run: each one parses and is consistent."""
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            while any(w.is_alive() for w in workers) and len(seen) < 200:
+                conn.request("GET", "/metrics")
+                body = conn.getresponse().read().decode()
+                values = {
+                    (s.name, s.labels.get("status")): s.value
+                    for f in text_string_to_metric_families(body)
+                    for s in f.samples
+                    if s.labels.get("endpoint") == labels["endpoint"]
+                }
+                seen.append(
+                    (
+                        values.get(("http_requests_total", "200"), 0.0),
+                        values.get(("http_requests_in_progress", None), 0.0),
+                    )
+                )
+        except Exception as exc:  # reported by the assertion below
+            failures.append(f"scrape: {exc!r}")
+        finally:
+            conn.close()
+
+    with serving(app) as port:
         workers = [threading.Thread(target=hammer) for _ in range(threads)]
+        scraper = threading.Thread(target=scrape_meanwhile, args=(workers,))
         for worker in workers:
             worker.start()
-        for worker in workers:
+        scraper.start()
+        for worker in [*workers, scraper]:
             worker.join(timeout=60)
-        assert not any(worker.is_alive() for worker in workers)
-    finally:
-        server.shutdown()
-        server.server_close()
-        serving.join(timeout=10)
+        assert not any(worker.is_alive() for worker in [*workers, scraper])
     assert failures == []
-    labels = {"method": "GET", "endpoint": "/orders/<int:order_id>"}
+    assert seen, "no scrape ran while the requests did"
+    counted = [c for c, _ in seen]
+    assert counted == sorted(counted), "a scrape saw fewer requests than the one before"
+    assert all(0 <= busy <= threads for _, busy in seen)
     assert registry.get_sample_value("http_requests_total", {**labels, "status": "200"}) == 4000
     assert registry.get_sample_value("http_request_duration_seconds_count", labels) == 4000
     assert registry.get_sample_value("http_requests_in_progress", labels) == 0.0
@@ -431,3 +449,45 @@ def test_error_handler_response_keeps_its_status_and_counts_the_exception(
 
     assert app.test_client().get("/boom").get_json() == {"error": "sorry"}
     assert_one_500(registry, "/boom", "OrderError")
+
+
+def test_in_progress_is_exact_for_requests_held_in_their_views(
+    app_factory: AppFactory, registry: CollectorRegistry
+) -> None:
+    """Four requests wait inside their view on real server threads; a scrape counts four."""
+    app = app_factory()
+    arrived, release = threading.Semaphore(0), threading.Event()
+
+    @app.get("/held/<int:n>")
+    def held(n: int) -> str:
+        arrived.release()
+        release.wait(timeout=10)
+        return "done"
+
+    labels = {"method": "GET", "endpoint": "/held/<int:n>"}
+    statuses: list[int] = []
+
+    def fetch(n: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            conn.request("GET", f"/held/{n}")
+            statuses.append(conn.getresponse().status)
+        finally:
+            conn.close()
+
+    with serving(app) as port:
+        clients = [threading.Thread(target=fetch, args=(n,)) for n in range(4)]
+        try:
+            for client in clients:
+                client.start()
+            for _ in clients:
+                assert arrived.acquire(timeout=10)
+            families = scrape(app.test_client())
+            assert sample_value(families["http_requests_in_progress"], **labels) == 4.0
+        finally:
+            release.set()
+            for client in clients:
+                client.join(timeout=10)
+    assert statuses == [200] * 4
+    assert registry.get_sample_value("http_requests_in_progress", labels) == 0.0
+    assert registry.get_sample_value("http_requests_total", {**labels, "status": "200"}) == 4.0
