@@ -4,5 +4,6 @@ from ._version import __version__
 from .config import ConfigError
 from .extension import Observe
 from .functions import counted, timed
+from .logs import get_logger
 
-__all__ = ["ConfigError", "Observe", "__version__", "counted", "timed"]
+__all__ = ["ConfigError", "Observe", "__version__", "counted", "get_logger", "timed"]

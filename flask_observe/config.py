@@ -12,6 +12,7 @@ import difflib
 import ipaddress
 import logging
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
@@ -24,6 +25,20 @@ _log = logging.getLogger("flask_observe")
 SEED_BUCKETS: tuple[float, ...] = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 #: Request and response body sizes, in bytes: 100 B to 10 MB by decades.
 DEFAULT_SIZE_BUCKETS: tuple[float, ...] = (100.0, 1e3, 1e4, 1e5, 1e6, 1e7)
+
+#: Field names whose values never reach a log line: matched case-insensitively, anywhere in
+#: the name, with ``-`` and ``_`` alike (``X-Api-Key`` matches ``api_key``).
+DEFAULT_REDACT: tuple[str, ...] = (
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "api_key",
+    "authorization",
+    "cookie",
+    "set-cookie",
+    "credit_card",
+)
 
 Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
@@ -64,6 +79,17 @@ class Settings:
     exclude_paths: tuple[str, ...]
     metrics_bearer_token: Optional[str]
     metrics_allow_networks: Optional[tuple[Network, ...]]
+    log_json: bool
+    log_format: str
+    log_level: int
+    log_loggers: tuple[str, ...]
+    log_root: bool
+    log_redact: tuple[str, ...]
+    log_query_string: bool
+    request_id_header: Optional[str]
+    access_log: bool
+    access_log_sample: float
+    slow_request_seconds: float
 
 
 # -- validators: each takes (key, value) and returns the clean value or raises ConfigError --
@@ -92,6 +118,57 @@ def _optional_str(key: str, value: Any) -> Optional[str]:
     if isinstance(value, str) and value:
         return value
     raise ConfigError(key, value, "a non-empty string or None")
+
+
+def _require_list(key: str, value: Any, allowed: str) -> None:
+    """Refuse anything but a list or tuple; a string is a sequence, but not a list of them."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise ConfigError(key, value, allowed)
+
+
+def _fraction(key: str, value: Any) -> float:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if number and 0 <= value <= 1:
+        return float(value)
+    raise ConfigError(key, value, "a number from 0 to 1")
+
+
+def _optional_positive_number(key: str, value: Any) -> Optional[float]:
+    return None if value is None else _positive_number(key, value)
+
+
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _log_level(key: str, value: Any) -> int:
+    if isinstance(value, str) and value.upper() in _LEVELS:
+        return int(getattr(logging, value.upper()))
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    allowed = ", ".join(repr(level) for level in _LEVELS)
+    raise ConfigError(key, value, f"a level name ({allowed}, any case) or a number >= 0")
+
+
+def _names(key: str, value: Any) -> Optional[tuple[str, ...]]:
+    if value is None:
+        return None
+    allowed = "a list of non-empty strings, or None"
+    _require_list(key, value, allowed)
+    for item in value:
+        if not isinstance(item, str) or not item:
+            raise ConfigError(key, value, allowed + f" ({item!r} is not one)")
+    return tuple(value)
+
+
+_HEADER_NAME = re.compile(r"[A-Za-z0-9-]+")
+
+
+def _header_name(key: str, value: Any) -> Optional[str]:
+    if value is None:
+        return None
+    if isinstance(value, str) and _HEADER_NAME.fullmatch(value):
+        return value
+    raise ConfigError(key, value, "an HTTP header name (letters, digits and '-'), or None")
 
 
 #: Why ``/`` is refused: a path is excluded with everything below it, and the metrics and
@@ -143,8 +220,7 @@ def _path_list(key: str, value: Any) -> Optional[tuple[str, ...]]:
     if value is None:
         return None
     allowed = "a list of URL paths starting with '/', or None"
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-        raise ConfigError(key, value, allowed)
+    _require_list(key, value, allowed)
     for item in value:
         if not isinstance(item, str) or not item.startswith("/"):
             raise ConfigError(key, value, allowed + f" ({item!r} does not start with '/')")
@@ -157,8 +233,7 @@ def _networks(key: str, value: Any) -> Optional[tuple[Network, ...]]:
     if value is None:
         return None
     allowed = "a list of networks in CIDR notation, such as ['10.0.0.0/8', '::1/128'], or None"
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-        raise ConfigError(key, value, allowed)
+    _require_list(key, value, allowed)
     networks = []
     for item in value:
         try:
@@ -191,6 +266,17 @@ _KEYS: Mapping[str, _Key] = {
     "OBSERVE_EXCLUDE_PATHS": _Key(None, _path_list),
     "OBSERVE_METRICS_BEARER_TOKEN": _Key(None, _optional_str),
     "OBSERVE_METRICS_ALLOW_NETWORKS": _Key(None, _networks),
+    "OBSERVE_LOG_JSON": _Key(True, _bool),
+    "OBSERVE_LOG_FORMAT": _Key("json", _choice("json", "console")),
+    "OBSERVE_LOG_LEVEL": _Key("INFO", _log_level),
+    "OBSERVE_LOG_LOGGERS": _Key(None, _names),
+    "OBSERVE_LOG_ROOT": _Key(False, _bool),
+    "OBSERVE_LOG_REDACT": _Key(None, _names),
+    "OBSERVE_LOG_QUERY_STRING": _Key(False, _bool),
+    "OBSERVE_REQUEST_ID_HEADER": _Key("X-Request-ID", _header_name),
+    "OBSERVE_ACCESS_LOG": _Key(True, _bool),
+    "OBSERVE_ACCESS_LOG_SAMPLE": _Key(1.0, _fraction),
+    "OBSERVE_SLOW_REQUEST_SECONDS": _Key(None, _optional_positive_number),
 }
 
 KNOWN_KEYS = frozenset(_KEYS)
@@ -249,4 +335,15 @@ def load_settings(
         exclude_paths=exclude,
         metrics_bearer_token=get("OBSERVE_METRICS_BEARER_TOKEN"),
         metrics_allow_networks=get("OBSERVE_METRICS_ALLOW_NETWORKS"),
+        log_json=get("OBSERVE_LOG_JSON"),
+        log_format=get("OBSERVE_LOG_FORMAT"),
+        log_level=get("OBSERVE_LOG_LEVEL"),
+        log_loggers=get("OBSERVE_LOG_LOGGERS") or (),
+        log_root=get("OBSERVE_LOG_ROOT"),
+        log_redact=(DEFAULT_REDACT if (redact := get("OBSERVE_LOG_REDACT")) is None else redact),
+        log_query_string=get("OBSERVE_LOG_QUERY_STRING"),
+        request_id_header=get("OBSERVE_REQUEST_ID_HEADER"),
+        access_log=get("OBSERVE_ACCESS_LOG"),
+        access_log_sample=get("OBSERVE_ACCESS_LOG_SAMPLE"),
+        slow_request_seconds=get("OBSERVE_SLOW_REQUEST_SECONDS") or latency,
     )

@@ -11,6 +11,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from .config import Settings, load_settings, set_defaults
 from .exposition import metrics_blueprint
 from .functions import FunctionMetrics
+from .logs import LogSink, install_logging
 from .metrics import HttpMetrics, HttpRecorder
 from .observation import Sink
 from .pipeline import RequestPipeline
@@ -19,7 +20,7 @@ __all__ = ["Observe"]
 
 #: The sinks whose failures are counted, made visible at 0 from the start so that
 #: ``rate(flask_observe_errors_total[5m])`` has a series to work on before anything fails.
-_SINK_NAMES = ("pipeline", "metrics")
+_SINK_NAMES = ("pipeline", "logs", "metrics")
 
 
 class _State:
@@ -103,7 +104,11 @@ class Observe:
             http_metrics.errors.labels(name)
         function_metrics = FunctionMetrics.for_registry(registry)
 
+        if settings.log_json:
+            install_logging(app.name, settings)
         sinks: list[Sink] = []
+        if settings.log_json or settings.access_log:
+            sinks.append(LogSink(settings))
         if settings.metrics_enabled:
             sinks.append(HttpRecorder(http_metrics))
         pipeline = RequestPipeline(

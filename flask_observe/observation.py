@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional, Protocol
 
-__all__ = ["UNMATCHED", "Observation", "Sink"]
+__all__ = ["UNMATCHED", "Observation", "Owner", "Sink"]
 
 #: The ``endpoint`` label of a request that matched no route. A fixed value keeps a scan of
 #: random paths from adding series.
@@ -26,7 +26,9 @@ class Observation:
         "failed_sinks",
         "finished",
         "method",
+        "owner",
         "path",
+        "request_id",
         "request_size",
         "response_size",
         "route",
@@ -34,11 +36,17 @@ class Observation:
         "status",
     )
 
-    def __init__(self, start: float, environ: dict[str, Any]) -> None:
+    def __init__(
+        self, start: float, environ: dict[str, Any], owner: Optional[Owner] = None
+    ) -> None:
         #: ``time.perf_counter()`` when the request reached the app.
         self.start = start
         #: The request's WSGI environ.
         self.environ = environ
+        #: The pipeline observing the request.
+        self.owner = owner
+        #: The request ID, when the log sink is on: the client's, or one made for it.
+        self.request_id: Optional[str] = None
         # The four below are filled in together once Flask has routed the request, when the
         # response starts; until then ``endpoint`` is "".
         #: The method label: the request method, or ``_OTHER`` for one neither standard nor
@@ -64,6 +72,30 @@ class Observation:
         #: Names of sinks whose ``start`` failed; they are not asked to ``finish``.
         self.failed_sinks: Optional[set[str]] = None
 
+    @property
+    def service(self) -> str:
+        """The service name of the app serving the request."""
+        return self.owner.service if self.owner is not None else ""
+
+    def ensure_routed(self) -> None:
+        """Fill in ``method``, ``endpoint``, ``route`` and ``path`` now, if they are not yet.
+
+        They are filled in when the response starts; a sink that needs them earlier (a log
+        line written by the view) calls this, from the thread serving the request.
+        """
+        if not self.endpoint and self.owner is not None:
+            self.owner.resolve(self)
+
+
+class Owner(Protocol):
+    """What an observation asks of the pipeline that made it."""
+
+    #: The service name of the app.
+    service: str
+
+    def resolve(self, observation: Observation) -> None:
+        """Fill in the route of *observation* from the request being served."""
+
 
 class Sink(Protocol):
     """A consumer of observations: metrics now; logs, spans and signals later."""
@@ -71,10 +103,11 @@ class Sink(Protocol):
     #: The ``sink`` label of ``flask_observe_errors_total`` when this sink raises.
     name: str
 
-    #: Called with the observation when the request reaches the app, before Flask routes it
-    #: (``method``, ``endpoint``, ``route`` and ``path`` are not filled in yet); ``None`` for
-    #: a sink with nothing to do then, which saves a call per request.
-    start: Optional[Callable[[Observation], None]]
+    @property
+    def start(self) -> Optional[Callable[[Observation], None]]:
+        """Called with the observation when the request reaches the app, before Flask
+        routes it (``method``, ``endpoint``, ``route`` and ``path`` are not filled in yet);
+        ``None`` for a sink with nothing to do then, which saves a call per request."""
 
     def finish(self, observation: Observation) -> None:
         """Called exactly once, when the response is complete."""

@@ -126,6 +126,9 @@ class RequestPipeline:
             self.add_sink(sink)
         self._on_sink_error = on_sink_error
         self._logged: set[str] = set()
+        #: The service name, for the sinks (through each observation).
+        self.service = settings.service_name
+        self._request_id_header = settings.request_id_header
         self._by_endpoint = settings.group_by == "endpoint"
         self._exclude = frozenset(settings.exclude_paths)
         self._exclude_prefixes = tuple(p.rstrip("/") + "/" for p in settings.exclude_paths)
@@ -171,12 +174,13 @@ class RequestPipeline:
 
     def _wrap(self, inner: WSGIApp) -> WSGIApp:
         exclude, prefixes, in_flight = self._exclude, self._exclude_prefixes, self._in_flight
+        echo_header = self._request_id_header
 
         def observed_wsgi_app(environ: Any, start_response: Callable[..., Any]) -> Any:
             path = environ.get("PATH_INFO") or "/"
             if not self._sinks or path in exclude or path.startswith(prefixes):
                 return inner(environ, start_response)
-            observation = Observation(time.perf_counter(), environ)
+            observation = Observation(time.perf_counter(), environ, self)
             environ[ENVIRON_KEY] = observation
             if self._starters:
                 self._start(observation)
@@ -185,13 +189,15 @@ class RequestPipeline:
             def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
                 try:
                     if not observation.endpoint:
-                        self._resolve(observation)
+                        self.resolve(observation)
                     observation.status = int(status[:3])
                     for name, value in headers:
                         # Werkzeug spells it so; other spellings take the slower test.
                         if name == "Content-Length" or name.lower() == "content-length":
                             observation.response_size = _size(value)
                             break
+                    if observation.request_id is not None and echo_header is not None:
+                        headers = self._echo(headers, echo_header, observation.request_id)
                 except Exception:
                     self._failed("pipeline")
                 if exc_info is None:
@@ -217,6 +223,14 @@ class RequestPipeline:
 
         return observed_wsgi_app
 
+    @staticmethod
+    def _echo(headers: list[tuple[str, str]], name: str, value: str) -> list[tuple[str, str]]:
+        """*headers* with the request ID, unless the app set the header itself."""
+        lowered = name.lower()
+        if any(header.lower() == lowered for header, _ in headers):
+            return headers
+        return [*headers, (name, value)]
+
     def _start(self, observation: Observation) -> None:
         for name, start in self._starters:
             try:
@@ -229,7 +243,7 @@ class RequestPipeline:
 
     # -- the route: read from Flask's request object while its context is pushed --
 
-    def _resolve(self, observation: Observation) -> None:
+    def resolve(self, observation: Observation) -> None:
         """Fill in the method label, endpoint, route and path; once per request."""
         try:
             facts = self._route_facts(observation.environ, routed_only=False)
@@ -255,12 +269,14 @@ class RequestPipeline:
         the response starts (a middleware inside this one that delays ``start_response``,
         or an exception that escapes Flask).
         """
+        # Flask's request once it exists; before that, possibly a plain werkzeug request (the
+        # test client leaves one there), which has no routing attributes.
         req = environ.get("werkzeug.request")
-        rule: Optional[Rule]
-        if req is not None and (req.url_rule is not None or req.routing_exception is not None):
-            rule = req.url_rule
-            if rule is None and isinstance(req.routing_exception, MethodNotAllowed):
-                rule = self._match(environ, req.routing_exception.valid_methods)
+        rule: Optional[Rule] = getattr(req, "url_rule", None)
+        failed = getattr(req, "routing_exception", None)
+        if rule is not None or failed is not None:
+            if rule is None and isinstance(failed, MethodNotAllowed):
+                rule = self._match(environ, failed.valid_methods)
             path: str = req.path
         elif routed_only:
             return None
@@ -300,7 +316,7 @@ class RequestPipeline:
             if observation is not None:
                 observation.exception = type(exception).__name__
                 if not observation.endpoint:  # the request object may be gone later
-                    self._resolve(observation)
+                    self.resolve(observation)
 
     # -- finishing --
 
@@ -311,7 +327,7 @@ class RequestPipeline:
         observation.finished = True
         observation.duration = time.perf_counter() - observation.start
         if not observation.endpoint:
-            self._resolve(observation)
+            self.resolve(observation)
         failed = observation.failed_sinks
         for sink in self._sinks:
             if failed is not None and sink.name in failed:

@@ -50,6 +50,21 @@ def _init(**config: Any) -> Flask:
         ("OBSERVE_METRICS_ALLOW_NETWORKS", ["10.0.0.0/33"], "CIDR"),
         ("OBSERVE_METRICS_ALLOW_NETWORKS", "10.0.0.0/8", "CIDR"),
         ("OBSERVE_METRICS_ALLOW_NETWORKS", [10], "(10 is not one)"),
+        ("OBSERVE_LOG_JSON", "on", "True or False"),
+        ("OBSERVE_LOG_FORMAT", "pretty", "one of 'json', 'console'"),
+        ("OBSERVE_LOG_LEVEL", "verbose", "a level name"),
+        ("OBSERVE_LOG_LEVEL", -1, "a number >= 0"),
+        ("OBSERVE_LOG_LOGGERS", "myapp", "a list of non-empty strings"),
+        ("OBSERVE_LOG_LOGGERS", ["myapp", ""], "('' is not one)"),
+        ("OBSERVE_LOG_ROOT", 1, "True or False"),
+        ("OBSERVE_LOG_REDACT", "password", "a list of non-empty strings"),
+        ("OBSERVE_LOG_QUERY_STRING", "yes", "True or False"),
+        ("OBSERVE_REQUEST_ID_HEADER", "X Request Id", "an HTTP header name"),
+        ("OBSERVE_REQUEST_ID_HEADER", "", "an HTTP header name"),
+        ("OBSERVE_ACCESS_LOG", None, "True or False"),
+        ("OBSERVE_ACCESS_LOG_SAMPLE", 1.5, "a number from 0 to 1"),
+        ("OBSERVE_ACCESS_LOG_SAMPLE", "10%", "a number from 0 to 1"),
+        ("OBSERVE_SLOW_REQUEST_SECONDS", 0, "positive"),
     ],
 )
 def test_bad_value_fails_at_init_app_naming_key_value_and_allowed(
@@ -72,6 +87,17 @@ def test_defaults_are_set_on_the_app_config(app: Flask) -> None:
     assert settings.exclude_paths == ("/metrics", "/healthz")
     assert settings.service_name == "shop"
     assert 2.0 in settings.buckets
+
+
+def test_log_settings_defaults_and_spellings() -> None:
+    settings = _init().extensions["observe"].settings
+    assert settings.log_level == logging.INFO
+    assert settings.slow_request_seconds == settings.alert_latency_seconds
+    assert "password" in settings.log_redact
+    app = _init(OBSERVE_LOG_LEVEL="debug", OBSERVE_LOG_REDACT=[])
+    settings = app.extensions["observe"].settings
+    assert settings.log_level == logging.DEBUG
+    assert settings.log_redact == ()
 
 
 def test_latency_threshold_joins_the_default_buckets() -> None:

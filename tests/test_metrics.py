@@ -240,7 +240,11 @@ def _series_count(registry: CollectorRegistry) -> int:
     return sum(len(metric.samples) for metric in registry.collect())
 
 
-def test_unmatched_path_scan_adds_no_series(client: Any, registry: CollectorRegistry) -> None:
+def test_unmatched_path_scan_adds_no_series(
+    app_factory: AppFactory, registry: CollectorRegistry
+) -> None:
+    # 10,000 access lines would only slow this down; test_logs checks them under load.
+    client = app_factory(OBSERVE_ACCESS_LOG=False).test_client()
     client.get("/no-such-page")
     before = _series_count(registry)
     rng = random.Random(1234)
@@ -361,9 +365,12 @@ def test_blueprint_routes_are_labelled_with_their_full_template(
     )
 
 
-def test_counts_are_exact_under_concurrency(app: Flask, registry: CollectorRegistry) -> None:
+def test_counts_are_exact_under_concurrency(
+    app_factory: AppFactory, registry: CollectorRegistry
+) -> None:
     """8 threads x 500 requests through a threaded werkzeug server on 127.0.0.1, scraped
     all the while."""
+    app = app_factory(OBSERVE_ACCESS_LOG=False)
     threads, per_thread = 8, 500
     failures: list[str] = []
 

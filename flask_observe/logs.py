@@ -1,0 +1,442 @@
+"""Structured logs: one JSON object per line, each line of a request carrying its context.
+
+The formatting is python-json-logger's: :class:`JsonLogFormatter` subclasses its
+``JsonFormatter`` and only decides which fields go in, in which order, under which names
+(those of the design: ``timestamp``, ``level``, ``logger``, ``event``, ``service``, then
+the request's ``request_id``, ``method``, ``route`` and ``path``, then the caller's own
+fields). The request's context travels in a :class:`contextvars.ContextVar`, so a record
+logged anywhere while the request is served, or in a thread or task started with a copy
+of the context, carries it.
+
+The log sink gives each request its ID and writes the access line when it finishes.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import random
+import re
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, Optional
+from urllib.parse import parse_qsl, urlencode
+
+from pythonjsonlogger.core import RESERVED_ATTRS
+from pythonjsonlogger.json import JsonFormatter
+
+from .config import Settings
+from .observation import Observation
+
+__all__ = [
+    "ACCESS_LOGGER",
+    "ConsoleLogFormatter",
+    "FieldLogger",
+    "JsonLogFormatter",
+    "LogSink",
+    "get_logger",
+    "install_logging",
+]
+
+#: The logger of the access lines.
+ACCESS_LOGGER = "flask_observe.access"
+
+#: The request being served in this context, if any.
+_current: contextvars.ContextVar[Optional[Observation]] = contextvars.ContextVar(
+    "flask_observe.request", default=None
+)
+
+#: What replaces a redacted value.
+REDACTED = "[REDACTED]"
+
+#: Where the fields given to :func:`get_logger`'s methods travel on a record: one attribute,
+#: so a field may have any name, ``name`` or ``msg`` included.
+_FIELDS_ATTR = "_observe_fields"
+#: The observation an access record is about; other records use the context.
+_REQUEST_ATTR = "_observe_request"
+
+#: The keyword arguments a logging call takes for itself; the others are fields.
+_LOGGING_KWARGS = frozenset({"exc_info", "stack_info", "stacklevel", "extra"})
+
+#: Request IDs taken from the client: 1 to 128 characters of this set, nothing else.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+#: The longest value taken from a request header or URL into a log line.
+_MAX_HEADER_CHARS = 1024
+#: How deep redaction looks into nested values; deeper ones are written as they are.
+_MAX_DEPTH = 8
+
+
+def _clip(value: Optional[str], limit: int = _MAX_HEADER_CHARS) -> Optional[str]:
+    """*value*, cut to *limit* characters with a mark, so a 10 kB header stays a header."""
+    if value is None or len(value) <= limit:
+        return value
+    return value[:limit] + "...[truncated]"
+
+
+_last_second = (-1, "")
+
+
+def _rfc3339(created: float) -> str:
+    """``2026-03-28T12:00:00.123Z``: RFC 3339, UTC, milliseconds."""
+    global _last_second
+    second = int(created)
+    cached_second, text = _last_second
+    if second != cached_second:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _last_second = (second, text)
+    return f"{text}.{int((created - second) * 1000):03d}Z"
+
+
+class Redactor:
+    """Replaces the values of sensitive keys with :data:`REDACTED`, in nested values too.
+
+    A key is sensitive when one of *patterns* appears in it, compared in lower case with
+    ``-`` read as ``_``. The values given are copied, never changed in place.
+    """
+
+    def __init__(self, patterns: Sequence[str]) -> None:
+        self._patterns = tuple(p.lower().replace("-", "_") for p in patterns)
+        self._verdicts: dict[str, bool] = {}
+
+    def sensitive(self, key: object) -> bool:
+        name = key if isinstance(key, str) else str(key)
+        verdict = self._verdicts.get(name)
+        if verdict is None:
+            folded = name.lower().replace("-", "_")
+            verdict = any(p in folded for p in self._patterns)
+            if len(self._verdicts) < 4096:  # field names are few; hostile ones are not kept
+                self._verdicts[name] = verdict
+        return verdict
+
+    def fields(self, fields: Mapping[Any, Any], depth: int = 0) -> dict[Any, Any]:
+        """A copy of *fields* with sensitive values replaced."""
+        return {
+            key: REDACTED if self.sensitive(key) else self.value(value, depth + 1)
+            for key, value in fields.items()
+        }
+
+    def value(self, value: Any, depth: int) -> Any:
+        if depth > _MAX_DEPTH:
+            return value
+        if isinstance(value, Mapping):
+            return self.fields(value, depth)
+        if isinstance(value, (list, tuple)):
+            return [self.value(item, depth + 1) for item in value]
+        return value
+
+    def query(self, query: str) -> str:
+        """A query string with the values of sensitive parameters replaced."""
+        pairs = parse_qsl(query, keep_blank_values=True)
+        return urlencode([(k, REDACTED if self.sensitive(k) else v) for k, v in pairs])
+
+
+class JsonLogFormatter(JsonFormatter):
+    """python-json-logger's formatter, writing the fields of the design in their order.
+
+    A field of the caller that has the name of one of the formatter's own (``level``,
+    ``request_id``...) is kept, as ``extra_<name>``, rather than overwriting it. An exception
+    becomes ``exc_type``, ``exc_message`` and ``stack`` in the same object. A record that
+    cannot be serialized (a cyclic value, say) still gives one line, with ``log_error``.
+
+    :param service: the ``service`` field of records logged outside any request.
+    :param redact: key patterns whose values are replaced (see ``OBSERVE_LOG_REDACT``).
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(self, *, service: str, redact: Sequence[str] = ()) -> None:
+        # No format fields: the formatter's own come from _core, in the design's order.
+        super().__init__(fmt=[], reserved_attrs=[*RESERVED_ATTRS, "taskName"])
+        self.service = service
+        self.redactor = Redactor(redact)
+
+    def format(self, record: logging.LogRecord) -> str:
+        try:
+            return super().format(record)
+        except Exception as exc:
+            fallback = self._core(record, getattr(record, "message", None) or str(record.msg))
+            fallback["log_error"] = f"{type(exc).__name__}: {exc}"
+            return self.serialize_log_record(
+                {
+                    key: value if isinstance(value, (int, float)) else str(value)
+                    for key, value in fallback.items()
+                }
+            )
+
+    def _core(self, record: logging.LogRecord, event: str) -> dict[str, Any]:
+        """The fields every line has, and those of the request it was logged in."""
+        observation: Optional[Observation] = getattr(record, _REQUEST_ATTR, None)
+        if observation is None:
+            observation = _current.get()
+        data: dict[str, Any] = {
+            "timestamp": _rfc3339(record.created),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": event,
+            "service": observation.service if observation is not None else self.service,
+        }
+        if observation is not None:
+            observation.ensure_routed()
+            data["request_id"] = observation.request_id
+            data["method"] = _clip(observation.environ.get("REQUEST_METHOD"), 32)
+            data["route"] = observation.route
+            data["path"] = _clip(observation.path)
+        return data
+
+    def add_fields(
+        self,
+        log_data: dict[str, Any],
+        record: logging.LogRecord,
+        message_dict: dict[str, Any],
+    ) -> None:
+        log_data.update(self._core(record, record.message))
+        own: dict[str, Any] = {}
+        # python-json-logger put the formatted traceback and stack here; they become fields.
+        traceback = message_dict.pop("exc_info", None) or record.exc_text
+        stack_info = message_dict.pop("stack_info", None)
+        super().add_fields(own, record, message_dict)
+        given = getattr(record, _FIELDS_ATTR, None)
+        if given:
+            own.update(given)
+        for key, value in self.redactor.fields(own).items():
+            log_data[f"extra_{key}" if key in log_data else key] = value
+        if record.exc_info and record.exc_info[0] is not None:
+            kind, error = record.exc_info[0], record.exc_info[1]
+            module = kind.__module__
+            log_data["exc_type"] = (
+                kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}"
+            )
+            log_data["exc_message"] = str(error)
+        if traceback or stack_info:
+            log_data["stack"] = traceback or stack_info
+
+
+_PLAIN = re.compile(r"[A-Za-z0-9_.:/<>@+=-]+")
+
+
+def _console_value(value: Any) -> str:
+    if isinstance(value, str) and _PLAIN.fullmatch(value):
+        return value
+    return json.dumps(value, default=str, ensure_ascii=True)
+
+
+class ConsoleLogFormatter(JsonLogFormatter):
+    """The same fields as :class:`JsonLogFormatter`, as one readable line for a terminal:
+    ``12:00:00.123 INFO  shop order_created request_id=... order_id=12345``.
+
+    Values with spaces, quotes or control characters are quoted and escaped as JSON strings,
+    so a line stays one line.
+
+    .. versionadded:: 0.1
+    """
+
+    def serialize_log_record(self, log_data: dict[str, Any]) -> str:
+        data = dict(log_data)
+        stamp = str(data.pop("timestamp", ""))[11:23]
+        level = str(data.pop("level", "")).upper()
+        logger = _console_value(data.pop("logger", ""))
+        event = _console_value(data.pop("event", ""))
+        data.pop("service", None)
+        rest = " ".join(
+            f"{_console_value(str(key))}={_console_value(value)}"
+            for key, value in data.items()
+            if value is not None
+        )
+        return f"{stamp} {level:<8} {logger} {event} {rest}".rstrip()
+
+
+class ObserveHandler(logging.Handler):
+    """Writes each formatted record as one line to ``sys.stderr``, as it is at the time.
+
+    Looking ``sys.stderr`` up at each record, rather than keeping the stream it was made
+    with, follows a test runner or a server that replaces it.
+
+    .. versionadded:: 0.1
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+            stream = sys.stderr
+            stream.write(line + "\n")
+            stream.flush()
+        except Exception:
+            self.handleError(record)
+
+
+def install_logging(app_logger: str, settings: Settings) -> list[logging.Logger]:
+    """Put one :class:`ObserveHandler` on the loggers *settings* names; return them.
+
+    A handler left by an earlier app on the same logger is replaced, not doubled. Flask's
+    own default handler on the app's logger is removed, so a line is not written twice.
+    """
+    from flask.logging import default_handler
+
+    formatter_class = ConsoleLogFormatter if settings.log_format == "console" else JsonLogFormatter
+    handler = ObserveHandler()
+    handler.setFormatter(formatter_class(service=settings.service_name, redact=settings.log_redact))
+    if settings.log_root:
+        names: Sequence[Optional[str]] = [None]
+    else:
+        names = [app_logger, "flask_observe", *settings.log_loggers]
+    loggers = []
+    for name in dict.fromkeys(names):
+        logger = logging.getLogger(name)
+        for old in [h for h in logger.handlers if isinstance(h, ObserveHandler)]:
+            logger.removeHandler(old)
+        # Below another of the names, a record reaches the handler there: one is enough.
+        if not any(name and other and name.startswith(other + ".") for other in names):
+            logger.addHandler(handler)
+        logger.setLevel(settings.log_level)
+        loggers.append(logger)
+    logging.getLogger(app_logger).removeHandler(default_handler)
+    if settings.log_root:
+        logging.getLogger("flask_observe").setLevel(settings.log_level)
+    return loggers
+
+
+class LogSink:
+    """Gives each request its ID and context, and writes its access line when it ends."""
+
+    name = "logs"
+
+    def __init__(self, settings: Settings) -> None:
+        header = settings.request_id_header
+        self._header_key = None if header is None else "HTTP_" + header.upper().replace("-", "_")
+        self._access = logging.getLogger(ACCESS_LOGGER) if settings.access_log else None
+        self._sample = settings.access_log_sample
+        self._slow = settings.slow_request_seconds
+        self._query = Redactor(settings.log_redact) if settings.log_query_string else None
+
+    def start(self, observation: Observation) -> None:
+        given = None if self._header_key is None else observation.environ.get(self._header_key)
+        if given is None or not _REQUEST_ID.fullmatch(given):
+            given = f"{random.getrandbits(128):032x}"
+        observation.request_id = given
+        _current.set(observation)
+
+    def finish(self, observation: Observation) -> None:
+        try:
+            if self._access is not None:
+                self._write_access(self._access, observation)
+        finally:
+            _current.set(None)
+
+    def _write_access(self, logger: logging.Logger, observation: Observation) -> None:
+        status = observation.status or 500
+        level = (
+            logging.ERROR if status >= 500 else logging.WARNING if status >= 400 else logging.INFO
+        )
+        if not logger.isEnabledFor(level):
+            return
+        if (
+            self._sample < 1.0
+            and status < 400
+            and observation.duration < self._slow
+            and random.random() >= self._sample
+        ):
+            return
+        environ = observation.environ
+        # Made directly, not through logger.info(): that would look up the caller's frame.
+        record = logger.makeRecord(logger.name, level, "flask_observe", 0, "request", (), None)
+        fields = record.__dict__
+        fields["status"] = status
+        fields["duration_ms"] = round(observation.duration * 1000, 3)
+        fields["client_addr"] = _clip(environ.get("REMOTE_ADDR"), 64)
+        fields["user_agent"] = _clip(environ.get("HTTP_USER_AGENT"))
+        fields["response_bytes"] = observation.response_size or 0
+        if observation.exception is not None:
+            fields["exception"] = observation.exception
+        query = environ.get("QUERY_STRING")
+        if self._query is not None and query:
+            fields["query"] = _clip(self._query.query(query))
+        fields[_REQUEST_ATTR] = observation
+        logger.handle(record)
+
+
+class FieldLogger:
+    """A stdlib logger that takes fields as keyword arguments: ``log.info("paid", order_id=7)``.
+
+    Fields given to :func:`get_logger` or :meth:`bind` are on every line; those of a call
+    are added to them for that line. Any name is a field name, ``level`` and ``msg``
+    included, except the four a logging call takes for itself: ``exc_info``,
+    ``stack_info``, ``stacklevel`` and ``extra``. The message is positional only.
+
+    :param logger: the stdlib logger that does the logging; :attr:`logger`.
+    :param fields: the fields of every line; :attr:`fields`.
+
+    .. versionadded:: 0.1
+    """
+
+    __slots__ = ("fields", "logger")
+
+    def __init__(self, logger: logging.Logger, fields: Mapping[str, Any]) -> None:
+        self.logger = logger
+        self.fields = dict(fields)
+
+    @property
+    def name(self) -> str:
+        """The logger's name."""
+        return self.logger.name
+
+    def isEnabledFor(self, level: int) -> bool:
+        """Whether a record of *level* would be handled."""
+        return self.logger.isEnabledFor(level)
+
+    def bind(self, **fields: Any) -> FieldLogger:
+        """A logger like this one whose lines carry *fields* too."""
+        return FieldLogger(self.logger, {**self.fields, **fields})
+
+    def log(self, level: int, msg: object, /, *args: object, **kwargs: Any) -> None:
+        """Log *msg* % *args* at *level*, with the keyword arguments as fields."""
+        if not self.logger.isEnabledFor(level):
+            return
+        fields = dict(self.fields)
+        for key in [k for k in kwargs if k not in _LOGGING_KWARGS]:
+            fields[key] = kwargs.pop(key)
+        if fields:
+            extra = dict(kwargs.get("extra") or {})
+            extra[_FIELDS_ATTR] = fields
+            kwargs["extra"] = extra
+        # The caller is one frame further out than the stdlib logger would think.
+        kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 1
+        self.logger.log(level, msg, *args, **kwargs)
+
+    def debug(self, msg: object, /, *args: object, **kwargs: Any) -> None:
+        """:meth:`log` at ``DEBUG``."""
+        self.log(logging.DEBUG, msg, *args, **kwargs)
+
+    def info(self, msg: object, /, *args: object, **kwargs: Any) -> None:
+        """:meth:`log` at ``INFO``."""
+        self.log(logging.INFO, msg, *args, **kwargs)
+
+    def warning(self, msg: object, /, *args: object, **kwargs: Any) -> None:
+        """:meth:`log` at ``WARNING``."""
+        self.log(logging.WARNING, msg, *args, **kwargs)
+
+    def error(self, msg: object, /, *args: object, **kwargs: Any) -> None:
+        """:meth:`log` at ``ERROR``."""
+        self.log(logging.ERROR, msg, *args, **kwargs)
+
+    def exception(self, msg: object, /, *args: object, **kwargs: Any) -> None:
+        """:meth:`log` at ``ERROR`` with the exception being handled."""
+        kwargs.setdefault("exc_info", True)
+        self.log(logging.ERROR, msg, *args, **kwargs)
+
+    def critical(self, msg: object, /, *args: object, **kwargs: Any) -> None:
+        """:meth:`log` at ``CRITICAL``."""
+        self.log(logging.CRITICAL, msg, *args, **kwargs)
+
+
+def get_logger(name: Optional[str] = None, **fields: Any) -> FieldLogger:
+    """The stdlib logger *name*, taking fields as keyword arguments.
+
+    :param name: the logger's name, usually ``__name__``.
+    :param fields: fields written on every line of this logger.
+
+    .. versionadded:: 0.1
+    """
+    return FieldLogger(logging.getLogger(name), fields)
