@@ -1,9 +1,12 @@
-"""How much flask-observe adds to a request and to a scrape, next to prometheus-flask-exporter.
+"""How much flask-observe adds to a request and to a scrape, next to the usual alternatives.
 
-Run with ``make bench`` (or ``python bench/overhead.py --help``). Three copies of the same
-one-route app are built: bare Flask, Flask with ``Observe``, and Flask with
-prometheus-flask-exporter's ``PrometheusMetrics`` labelling by route template, each on its own
-registry. Each is called through its WSGI callable, with no server or socket in the way, in
+Run with ``make bench`` (or ``python bench/overhead.py --help``). Copies of the same one-route
+app are built: bare Flask; Flask with ``Observe`` recording metrics only; Flask with
+``Observe`` as it comes (metrics, request IDs and the JSON access log); Flask with
+prometheus-flask-exporter's ``PrometheusMetrics`` labelling by route template; and bare Flask
+with an access log written by hand in ``after_request`` through python-json-logger. Each has
+its own registry, and every log line goes to ``os.devnull``, written and flushed line by line
+as on a real stderr. Each is called through its WSGI callable, with no server or socket in the
 interleaved rounds (the order shuffled every round) with the garbage collector paused inside a
 timed batch. Overheads are paired: each round's cost minus the same round's bare cost, so a
 slow moment of a shared machine shifts both sides. Medians over the rounds are printed.
@@ -19,6 +22,9 @@ from __future__ import annotations
 import argparse
 import gc
 import io
+import json
+import logging
+import os
 import platform
 import random
 import statistics
@@ -28,20 +34,25 @@ from collections.abc import Iterable
 from importlib.metadata import version
 from typing import Any, Callable
 
-from flask import Flask, request
+from flask import Flask, Response, g, request
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_flask_exporter import PrometheusMetrics
+from pythonjsonlogger.json import JsonFormatter
 
 from flask_observe import Observe
 
 Kind = str
-KINDS: tuple[Kind, ...] = ("bare", "flask-observe", "exporter")
+KINDS: tuple[Kind, ...] = ("bare", "flask-observe", "flask-observe+logs", "exporter", "by-hand")
 LABELS = {
     "bare": "bare Flask",
-    "flask-observe": "flask-observe",
+    "flask-observe": "flask-observe, metrics",
+    "flask-observe+logs": "flask-observe, default",
     "exporter": "prometheus-flask-exporter",
+    "by-hand": "python-json-logger by hand",
 }
+#: Where log lines go while the benchmark runs.
+DEVNULL = open(os.devnull, "w")  # noqa: SIM115 - open for the life of the process
 METHODS = ("GET", "POST", "PUT", "DELETE")
 STATUSES = (200, 201, 400, 404, 500)
 
@@ -49,15 +60,53 @@ STATUSES = (200, 201, 400, 404, 500)
 MAX_OVERHEAD_SHARE = 1 / 3
 MAX_REQUEST_RATIO = 1.15
 MAX_SCRAPE_RATIO = 0.5
+#: The access log must cost less than one written by hand with python-json-logger.
+MAX_ACCESS_LOG_SHARE = 1.0
 
 
 def instrument(app: Flask, kind: Kind) -> Flask:
-    """Add *kind*'s metrics to *app*, each on a registry of its own."""
+    """Add *kind*'s instrumentation to *app*, metrics each on a registry of its own."""
     if kind == "flask-observe":
+        app.config.update(OBSERVE_LOG_JSON=False, OBSERVE_ACCESS_LOG=False)
+        Observe(app, registry=CollectorRegistry())
+    elif kind == "flask-observe+logs":
         Observe(app, registry=CollectorRegistry())
     elif kind == "exporter":
         PrometheusMetrics(app, registry=CollectorRegistry(), group_by="url_rule")
+    elif kind == "by-hand":
+        access_log_by_hand(app)
     return app
+
+
+def access_log_by_hand(app: Flask) -> None:
+    """The access log a user would write: a timer in ``before_request``, one
+    python-json-logger line in ``after_request``."""
+    handler = logging.StreamHandler(DEVNULL)
+    handler.setFormatter(JsonFormatter("%(levelname)s %(name)s %(message)s", timestamp=True))
+    logger = logging.getLogger("bench.access")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+    @app.before_request
+    def start_timer() -> None:
+        g.start = time.perf_counter()
+
+    @app.after_request
+    def access_line(response: Response) -> Response:
+        logger.info(
+            "request",
+            extra={
+                "method": request.method,
+                "path": request.path,
+                "status": response.status_code,
+                "duration_ms": round((time.perf_counter() - g.start) * 1000, 3),
+                "client_addr": request.remote_addr,
+                "user_agent": request.user_agent.string,
+                "response_bytes": response.content_length,
+            },
+        )
+        return response
 
 
 def one_route_app(kind: Kind) -> Flask:
@@ -120,6 +169,22 @@ def caller(app: Flask, method: str, path: str, query: str = "") -> Callable[[], 
     return call
 
 
+def check_once(kind: Kind, call: Callable[[], bytes]) -> None:
+    """Refuse to time an app that does not answer, or log, as it should."""
+    stderr, sys.stderr = sys.stderr, io.StringIO()
+    try:
+        body = call()
+        lines = sys.stderr.getvalue().splitlines()
+    finally:
+        sys.stderr = stderr
+    if b'"id":42' not in body.replace(b" ", b""):
+        raise SystemExit(f"{kind}: the benchmark app did not answer as expected")
+    logged = [json.loads(line) for line in lines]
+    expected = 1 if kind == "flask-observe+logs" else 0
+    if len(logged) != expected or (logged and logged[0]["status"] != 200):
+        raise SystemExit(f"{kind}: expected {expected} access line(s), got {lines!r}")
+
+
 def timed_batch(call: Callable[[], Any], count: int) -> float:
     """Microseconds per call over *count* calls, with the garbage collector paused."""
     gc.collect()
@@ -136,9 +201,8 @@ def timed_batch(call: Callable[[], Any], count: int) -> float:
 def request_overhead(rounds: int, batch: int, seed: int) -> dict[Kind, tuple[float, float]]:
     """Per kind: the median microseconds per request, and the median paired overhead."""
     calls = {kind: caller(one_route_app(kind), "GET", "/orders/42") for kind in KINDS}
-    for call in calls.values():
-        if b'"id":42' not in call().replace(b" ", b""):
-            raise SystemExit("the benchmark app did not answer as expected")
+    for kind, call in calls.items():
+        check_once(kind, call)
         timed_batch(call, max(batch // 4, 50))  # warm up
     order = list(KINDS)
     shuffle = random.Random(seed).shuffle
@@ -158,8 +222,8 @@ def request_overhead(rounds: int, batch: int, seed: int) -> dict[Kind, tuple[flo
 
 
 def scrape_cost(routes: int, repeats: int, scrapes: int, seed: int) -> dict[Kind, Any]:
-    """Per instrumented kind: median milliseconds per scrape, body bytes, samples exposed."""
-    kinds = [kind for kind in KINDS if kind != "bare"]
+    """Per metrics kind: median milliseconds per scrape, body bytes, samples exposed."""
+    kinds = ["flask-observe", "exporter"]
     scrape = {}
     for kind in kinds:
         app = many_routes_app(kind, routes)
@@ -210,30 +274,38 @@ def main(argv: list[str] | None = None) -> int:
         f"GET /orders/<int:order_id> through the WSGI callable: {args.rounds} interleaved "
         f"rounds of {args.batch} requests, medians"
     )
-    costs = request_overhead(args.rounds, args.batch, args.seed)
+    stderr, sys.stderr = sys.stderr, DEVNULL  # where flask-observe writes its lines
+    try:
+        costs = request_overhead(args.rounds, args.batch, args.seed)
+    finally:
+        sys.stderr = stderr
     bare = costs["bare"][0]
-    print(f"  {'':28}{'us/request':>12}{'overhead us':>13}{'x bare':>9}")
+    print(f"  {'':30}{'us/request':>12}{'overhead us':>13}{'x bare':>9}")
     for kind, (per_request, overhead) in costs.items():
         extra = "-" if kind == "bare" else f"{overhead:.1f}"
-        print(f"  {LABELS[kind]:28}{per_request:>12.1f}{extra:>13}{per_request / bare:>9.3f}")
+        print(f"  {LABELS[kind]:30}{per_request:>12.1f}{extra:>13}{per_request / bare:>9.3f}")
 
     scrape = scrape_cost(routes=args.routes, repeats=2, scrapes=args.scrapes, seed=args.seed)
     print(
         f"\nGET /metrics after {args.routes} routes x {len(METHODS)} methods x "
         f"{len(STATUSES)} statuses, text format: {args.scrapes} scrapes each, medians"
     )
-    print(f"  {'':28}{'ms/scrape':>12}{'bytes':>13}{'samples':>9}")
+    print(f"  {'':30}{'ms/scrape':>12}{'bytes':>13}{'samples':>9}")
     for kind, (ms, size, samples) in scrape.items():
-        print(f"  {LABELS[kind]:28}{ms:>12.2f}{size:>13}{samples:>9}")
+        print(f"  {LABELS[kind]:30}{ms:>12.2f}{size:>13}{samples:>9}")
 
     share = costs["flask-observe"][1] / costs["exporter"][1]
     ratio = costs["flask-observe"][0] / bare
     scrape_ratio = scrape["flask-observe"][0] / scrape["exporter"][0]
+    # The access log's own cost: the default setup over metrics only, paired per round as
+    # the overheads are, against the hand-written line over bare Flask.
+    logs_share = (costs["flask-observe+logs"][1] - costs["flask-observe"][1]) / costs["by-hand"][1]
     print("\n  target                                      measured   limit")
     for name, value, limit in (
         ("overhead, flask-observe / exporter", share, MAX_OVERHEAD_SHARE),
         ("request, flask-observe / bare Flask", ratio, MAX_REQUEST_RATIO),
         ("scrape, flask-observe / exporter", scrape_ratio, MAX_SCRAPE_RATIO),
+        ("access log, flask-observe / by hand", logs_share, MAX_ACCESS_LOG_SHARE),
     ):
         print(f"  {name:42}{value:>10.3f}{limit:>8.3f}  {verdict(value, limit)}")
     return 0

@@ -25,7 +25,7 @@ from typing import Any, Optional
 from urllib.parse import parse_qsl, urlencode
 
 from pythonjsonlogger.core import RESERVED_ATTRS
-from pythonjsonlogger.json import JsonFormatter
+from pythonjsonlogger.json import JsonEncoder, JsonFormatter
 
 from .config import Settings
 from .observation import Observation
@@ -56,12 +56,27 @@ REDACTED = "[REDACTED]"
 _FIELDS_ATTR = "_observe_fields"
 #: The observation an access record is about; other records use the context.
 _REQUEST_ATTR = "_observe_request"
+#: Marks an access record, whose fields are :data:`_ACCESS_FIELDS`.
+_ACCESS_ATTR = "_observe_access"
+_ACCESS_FIELDS = (
+    "status",
+    "duration_ms",
+    "client_addr",
+    "user_agent",
+    "response_bytes",
+    "exception",
+    "query",
+)
+_MISSING = object()
 
 #: The keyword arguments a logging call takes for itself; the others are fields.
 _LOGGING_KWARGS = frozenset({"exc_info", "stack_info", "stacklevel", "extra"})
 
 #: Request IDs taken from the client: 1 to 128 characters of this set, nothing else.
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+#: Types redaction never needs to look into; checked first, as the ABC checks cost more.
+_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 #: The longest value taken from a request header or URL into a log line.
 _MAX_HEADER_CHARS = 1024
@@ -119,7 +134,7 @@ class Redactor:
         }
 
     def value(self, value: Any, depth: int) -> Any:
-        if depth > _MAX_DEPTH:
+        if type(value) in _SCALARS or depth > _MAX_DEPTH:
             return value
         if isinstance(value, Mapping):
             return self.fields(value, depth)
@@ -131,6 +146,15 @@ class Redactor:
         """A query string with the values of sensitive parameters replaced."""
         pairs = parse_qsl(query, keep_blank_values=True)
         return urlencode([(k, REDACTED if self.sensitive(k) else v) for k, v in pairs])
+
+
+_encoder = JsonEncoder()
+
+
+def _serialize(data: Any, **options: Any) -> str:
+    """python-json-logger's encoder, made once: its options here are the defaults, and the
+    default ``json.dumps(cls=...)`` would make an encoder per line."""
+    return _encoder.encode(data)
 
 
 class JsonLogFormatter(JsonFormatter):
@@ -149,7 +173,9 @@ class JsonLogFormatter(JsonFormatter):
 
     def __init__(self, *, service: str, redact: Sequence[str] = ()) -> None:
         # No format fields: the formatter's own come from _core, in the design's order.
-        super().__init__(fmt=[], reserved_attrs=[*RESERVED_ATTRS, "taskName"])
+        super().__init__(
+            fmt=[], reserved_attrs=[*RESERVED_ATTRS, "taskName"], json_serializer=_serialize
+        )
         self.service = service
         self.redactor = Redactor(redact)
 
@@ -193,6 +219,15 @@ class JsonLogFormatter(JsonFormatter):
         message_dict: dict[str, Any],
     ) -> None:
         log_data.update(self._core(record, record.message))
+        if getattr(record, _ACCESS_ATTR, False):
+            # The access line's fields are known and ours: no search of the record, no
+            # redaction (its query string was redacted when it was read).
+            fields = record.__dict__
+            for key in _ACCESS_FIELDS:
+                value = fields.get(key, _MISSING)
+                if value is not _MISSING:
+                    log_data[key] = value
+            return
         own: dict[str, Any] = {}
         # python-json-logger put the formatted traceback and stack here; they become fields.
         traceback = message_dict.pop("exc_info", None) or record.exc_text
@@ -354,6 +389,7 @@ class LogSink:
         if self._query is not None and query:
             fields["query"] = _clip(self._query.query(query))
         fields[_REQUEST_ATTR] = observation
+        fields[_ACCESS_ATTR] = True
         logger.handle(record)
 
 

@@ -225,11 +225,13 @@ class RequestPipeline:
 
     @staticmethod
     def _echo(headers: list[tuple[str, str]], name: str, value: str) -> list[tuple[str, str]]:
-        """*headers* with the request ID, unless the app set the header itself."""
+        """*headers* with the request ID added, unless the app set the header itself."""
         lowered = name.lower()
-        if any(header.lower() == lowered for header, _ in headers):
-            return headers
-        return [*headers, (name, value)]
+        for header, _ in headers:
+            if header.lower() == lowered:
+                return headers
+        headers.append((name, value))  # the list is made for this response alone
+        return headers
 
     def _start(self, observation: Observation) -> None:
         for name, start in self._starters:
