@@ -71,9 +71,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     if not 0 <= args.port <= 65535:
         parser.error(f"--port must be from 0 to 65535, not {args.port}")
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    # flask-observe writes the app's log lines and one access line per request as JSON;
+    # werkzeug's own line per request would say the same thing again, unstructured.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     try:
         app = create_app()
     except ValueError as exc:

@@ -8,7 +8,6 @@ Every function here is decorated with :func:`flask_observe.timed`, so
 
 from __future__ import annotations
 
-import logging
 import random
 import time
 from collections.abc import Sequence
@@ -16,7 +15,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from flask_observe import timed
+from flask_observe import get_logger, timed
 
 from .models import Order, OrderItem, utcnow
 from .settings import Checkout, Step
@@ -37,7 +36,7 @@ __all__ = [
     "send_email",
 ]
 
-_log = logging.getLogger(__name__)
+_log = get_logger(__name__)
 
 
 class CheckoutError(Exception):
@@ -173,8 +172,14 @@ def process_order(session: Session, request: OrderRequest, checkout: Checkout) -
     )
     session.add(order)
     session.commit()
+    _log.info(
+        "order_created",
+        order_id=order.id,
+        user_id=request.user_id,
+        total_cents=request.total_cents,
+    )
     try:
         send_email(request.user_id, order.id, checkout.send_email)
     except EmailFailed as exc:
-        _log.warning("Order %d is confirmed, but its email failed: %s", order.id, exc)
+        _log.warning("order_email_failed", order_id=order.id, error=str(exc))
     return order

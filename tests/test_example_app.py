@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -25,7 +24,7 @@ from example_app.settings import (
     load_settings,
 )
 
-from .conftest import serving
+from .conftest import log_lines, serving
 
 AppFactory = Callable[..., Flask]
 
@@ -232,17 +231,23 @@ def test_a_failing_step_refuses_the_order(
 
 
 def test_a_failed_email_does_not_fail_the_order(
-    make_app: AppFactory, registry: CollectorRegistry, caplog: pytest.LogCaptureFixture
+    make_app: AppFactory, registry: CollectorRegistry, capsys: pytest.CaptureFixture[str]
 ) -> None:
     client = make_app(EXAMPLE_SEND_EMAIL_FAILURE_RATE=1.0).test_client()
-    with caplog.at_level(logging.WARNING, logger="example_app"):
-        response = client.post("/orders", json=ORDER)
+    response = client.post("/orders", json=ORDER, headers={"X-Request-ID": "order-1"})
     assert response.status_code == 201
     order_id = response.get_json()["id"]
     assert client.get(f"/orders/{order_id}").status_code == 200
     assert calls(registry, STEP_LABELS["send_email"], "error") == 1
     assert calls(registry, PROCESS_ORDER, "success") == 1
-    assert any(f"Order {order_id} is confirmed" in r.getMessage() for r in caplog.records)
+    lines = {line["event"]: line for line in log_lines(capsys)}
+    created, failed = lines["order_created"], lines["order_email_failed"]
+    assert (created["order_id"], created["user_id"]) == (order_id, ORDER["user_id"])
+    assert created["logger"] == "example_app.checkout"
+    assert failed["level"] == "warning"
+    assert failed["order_id"] == order_id
+    assert created["request_id"] == failed["request_id"] == "order-1"
+    assert created["route"] == "/orders"
 
 
 def test_the_simulated_bug_is_an_unhandled_500(
