@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 from urllib.parse import parse_qsl, urlencode
 
+from flask.logging import default_handler
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonEncoder, JsonFormatter
 
@@ -308,8 +309,6 @@ def install_logging(app_logger: str, settings: Settings) -> list[logging.Logger]
     A handler left by an earlier app on the same logger is replaced, not doubled. Flask's
     own default handler on the app's logger is removed, so a line is not written twice.
     """
-    from flask.logging import default_handler
-
     formatter_class = ConsoleLogFormatter if settings.log_format == "console" else JsonLogFormatter
     handler = ObserveHandler()
     handler.setFormatter(formatter_class(service=settings.service_name, redact=settings.log_redact))
