@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import os
 import random
 import re
 import sys
@@ -36,9 +37,8 @@ __all__ = [
     "ConsoleLogFormatter",
     "FieldLogger",
     "JsonLogFormatter",
-    "LogSink",
+    "ObserveHandler",
     "get_logger",
-    "install_logging",
 ]
 
 #: The logger of the access lines.
@@ -69,6 +69,9 @@ _ACCESS_FIELDS = (
     "query",
 )
 _MISSING = object()
+#: Fields the formatter may add after the caller's: a caller's field of the same name is
+#: renamed all the same, so that it never passes for one of them.
+_LATE_FIELDS = frozenset({"exc_type", "exc_message", "stack", "log_error"})
 
 #: The keyword arguments a logging call takes for itself; the others are fields.
 _LOGGING_KWARGS = frozenset({"exc_info", "stack_info", "stacklevel", "extra"})
@@ -159,7 +162,7 @@ def _serialize(data: Any, **options: Any) -> str:
 
 
 class JsonLogFormatter(JsonFormatter):
-    """python-json-logger's formatter, writing the fields of the design in their order.
+    """python-json-logger's formatter, writing flask-observe's fields in their order.
 
     A field of the caller that has the name of one of the formatter's own (``level``,
     ``request_id``...) is kept, as ``extra_<name>``, rather than overwriting it. An exception
@@ -238,7 +241,8 @@ class JsonLogFormatter(JsonFormatter):
         if given:
             own.update(given)
         for key, value in self.redactor.fields(own).items():
-            log_data[f"extra_{key}" if key in log_data else key] = value
+            taken = key in log_data or key in _LATE_FIELDS
+            log_data[f"extra_{key}" if taken else key] = value
         if record.exc_info and record.exc_info[0] is not None:
             kind, error = record.exc_info[0], record.exc_info[1]
             module = kind.__module__
@@ -261,7 +265,7 @@ def _console_value(value: Any) -> str:
 
 class ConsoleLogFormatter(JsonLogFormatter):
     """The same fields as :class:`JsonLogFormatter`, as one readable line for a terminal:
-    ``12:00:00.123 INFO  shop order_created request_id=... order_id=12345``.
+    ``12:00:00.123 INFO     shop order_created request_id=... order_id=12345``.
 
     Values with spaces, quotes or control characters are quoted and escaped as JSON strings,
     so a line stays one line.
@@ -316,11 +320,14 @@ def install_logging(app_logger: str, settings: Settings) -> list[logging.Logger]
         names: Sequence[Optional[str]] = [None]
     else:
         names = [app_logger, "flask_observe", *settings.log_loggers]
-    loggers = []
-    for name in dict.fromkeys(names):
+    # An earlier setup's handler goes, wherever it was: root or not, it is replaced.
+    for name in {None, app_logger, "flask_observe", *settings.log_loggers}:
         logger = logging.getLogger(name)
         for old in [h for h in logger.handlers if isinstance(h, ObserveHandler)]:
             logger.removeHandler(old)
+    loggers = []
+    for name in dict.fromkeys(names):
+        logger = logging.getLogger(name)
         # Below another of the names, a record reaches the handler there: one is enough.
         if not any(name and other and name.startswith(other + ".") for other in names):
             logger.addHandler(handler)
@@ -348,7 +355,7 @@ class LogSink:
     def start(self, observation: Observation) -> None:
         given = None if self._header_key is None else observation.environ.get(self._header_key)
         if given is None or not _REQUEST_ID.fullmatch(given):
-            given = f"{random.getrandbits(128):032x}"
+            given = os.urandom(16).hex()  # unpredictable, and different after a fork
         observation.request_id = given
         _current.set(observation)
 
@@ -427,6 +434,9 @@ class FieldLogger:
 
     def log(self, level: int, msg: object, /, *args: object, **kwargs: Any) -> None:
         """Log *msg* % *args* at *level*, with the keyword arguments as fields."""
+        self._log(level, msg, args, kwargs)
+
+    def _log(self, level: int, msg: object, args: tuple[object, ...], kwargs: Any) -> None:
         if not self.logger.isEnabledFor(level):
             return
         fields = dict(self.fields)
@@ -436,34 +446,35 @@ class FieldLogger:
             extra = dict(kwargs.get("extra") or {})
             extra[_FIELDS_ATTR] = fields
             kwargs["extra"] = extra
-        # The caller is one frame further out than the stdlib logger would think.
-        kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 1
+        # The caller is two frames further out than the stdlib logger would think: the
+        # public method, then this one.
+        kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 2
         self.logger.log(level, msg, *args, **kwargs)
 
     def debug(self, msg: object, /, *args: object, **kwargs: Any) -> None:
         """:meth:`log` at ``DEBUG``."""
-        self.log(logging.DEBUG, msg, *args, **kwargs)
+        self._log(logging.DEBUG, msg, args, kwargs)
 
     def info(self, msg: object, /, *args: object, **kwargs: Any) -> None:
         """:meth:`log` at ``INFO``."""
-        self.log(logging.INFO, msg, *args, **kwargs)
+        self._log(logging.INFO, msg, args, kwargs)
 
     def warning(self, msg: object, /, *args: object, **kwargs: Any) -> None:
         """:meth:`log` at ``WARNING``."""
-        self.log(logging.WARNING, msg, *args, **kwargs)
+        self._log(logging.WARNING, msg, args, kwargs)
 
     def error(self, msg: object, /, *args: object, **kwargs: Any) -> None:
         """:meth:`log` at ``ERROR``."""
-        self.log(logging.ERROR, msg, *args, **kwargs)
+        self._log(logging.ERROR, msg, args, kwargs)
 
     def exception(self, msg: object, /, *args: object, **kwargs: Any) -> None:
         """:meth:`log` at ``ERROR`` with the exception being handled."""
         kwargs.setdefault("exc_info", True)
-        self.log(logging.ERROR, msg, *args, **kwargs)
+        self._log(logging.ERROR, msg, args, kwargs)
 
     def critical(self, msg: object, /, *args: object, **kwargs: Any) -> None:
         """:meth:`log` at ``CRITICAL``."""
-        self.log(logging.CRITICAL, msg, *args, **kwargs)
+        self._log(logging.CRITICAL, msg, args, kwargs)
 
 
 def get_logger(name: Optional[str] = None, **fields: Any) -> FieldLogger:

@@ -577,3 +577,44 @@ def test_every_line_is_whole_under_concurrency(
     for line in reads:
         thread, i = (int(x) for x in line["request_id"][1:].split("-"))
         assert line["order_id"] == thread * 1000 + i
+
+
+def test_fields_named_like_late_fields_are_renamed(
+    app: Flask, capsys: pytest.CaptureFixture[str]
+) -> None:
+    try:
+        raise ValueError("real")
+    except ValueError:
+        log.exception("boom", exc_type="fake", stack="fake", log_error="fake")
+    (line,) = log_lines(capsys)
+    assert line["exc_type"] == "ValueError"
+    assert line["stack"].startswith("Traceback")
+    assert "log_error" not in line
+    assert line["extra_exc_type"] == line["extra_stack"] == line["extra_log_error"] == "fake"
+
+
+@pytest.mark.parametrize("method", ["debug", "info", "warning", "error", "critical", "log"])
+def test_records_name_the_callers_function_and_line(
+    app: Flask, caplog: pytest.LogCaptureFixture, method: str
+) -> None:
+    logger = get_logger("shop.orders")
+    with caplog.at_level(logging.DEBUG, logger="shop.orders"):
+        if method == "log":
+            logger.log(logging.INFO, "here")
+        else:
+            getattr(logger, method)("here")
+    (record,) = caplog.records
+    assert record.funcName == "test_records_name_the_callers_function_and_line"
+    assert record.pathname == __file__
+
+
+def test_a_later_root_setup_takes_the_handler_off_the_app_logger(
+    registry: CollectorRegistry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from flask_observe.logs import ObserveHandler
+
+    _app(registry)
+    _app(CollectorRegistry(), OBSERVE_LOG_ROOT=True)
+    assert not any(isinstance(h, ObserveHandler) for h in logging.getLogger("shop").handlers)
+    log.info("once")
+    assert len(capsys.readouterr().err.splitlines()) == 1
