@@ -12,6 +12,7 @@ import difflib
 import ipaddress
 import logging
 import math
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -90,6 +91,12 @@ class Settings:
     access_log: bool
     access_log_sample: float
     slow_request_seconds: float
+    tracing_instrumentation: str
+    tracing_setup: str
+    tracing_exporter: Optional[str]
+    tracing_sample_ratio: Optional[float]
+    tracing_queue_size: Optional[int]
+    tracing_batch_size: Optional[int]
 
 
 # -- validators: each takes (key, value) and returns the clean value or raises ConfigError --
@@ -135,6 +142,31 @@ def _fraction(key: str, value: Any) -> float:
 
 def _optional_positive_number(key: str, value: Any) -> Optional[float]:
     return None if value is None else _positive_number(key, value)
+
+
+def _optional_count(key: str, value: Any) -> Optional[int]:
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+        return value
+    raise ConfigError(key, value, "a whole number > 0, or None")
+
+
+def _optional_fraction(key: str, value: Any) -> Optional[float]:
+    return None if value is None else _fraction(key, value)
+
+
+def _optional_choice(*allowed: str) -> Validator:
+    check = _choice(*allowed)
+
+    def check_optional(key: str, value: Any) -> Optional[str]:
+        if value is None:
+            return None
+        try:
+            checked: str = check(key, value)
+        except ConfigError as exc:
+            raise ConfigError(key, value, exc.allowed + ", or None") from None
+        return checked
+
+    return check_optional
 
 
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -277,6 +309,12 @@ _KEYS: Mapping[str, _Key] = {
     "OBSERVE_ACCESS_LOG": _Key(True, _bool),
     "OBSERVE_ACCESS_LOG_SAMPLE": _Key(1.0, _fraction),
     "OBSERVE_SLOW_REQUEST_SECONDS": _Key(None, _optional_positive_number),
+    "OBSERVE_TRACING_INSTRUMENTATION": _Key("native", _choice("native", "contrib", "off")),
+    "OBSERVE_TRACING_SETUP": _Key("auto", _choice("auto", "always", "never")),
+    "OBSERVE_TRACING_EXPORTER": _Key(None, _optional_choice("otlp", "console", "none")),
+    "OBSERVE_TRACING_SAMPLE_RATIO": _Key(None, _optional_fraction),
+    "OBSERVE_TRACING_QUEUE_SIZE": _Key(None, _optional_count),
+    "OBSERVE_TRACING_BATCH_SIZE": _Key(None, _optional_count),
 }
 
 KNOWN_KEYS = frozenset(_KEYS)
@@ -324,7 +362,8 @@ def load_settings(
     if exclude is None:
         exclude = tuple(p for p in (metrics_path, health_path) if p)
     return Settings(
-        service_name=get("OBSERVE_SERVICE_NAME") or app_name,
+        # OpenTelemetry's own variable comes next, so that all three pillars agree.
+        service_name=get("OBSERVE_SERVICE_NAME") or os.environ.get("OTEL_SERVICE_NAME") or app_name,
         metrics_enabled=get("OBSERVE_METRICS_ENABLED"),
         metrics_path=metrics_path,
         health_path=health_path,
@@ -346,4 +385,10 @@ def load_settings(
         access_log=get("OBSERVE_ACCESS_LOG"),
         access_log_sample=get("OBSERVE_ACCESS_LOG_SAMPLE"),
         slow_request_seconds=get("OBSERVE_SLOW_REQUEST_SECONDS") or latency,
+        tracing_instrumentation=get("OBSERVE_TRACING_INSTRUMENTATION"),
+        tracing_setup=get("OBSERVE_TRACING_SETUP"),
+        tracing_exporter=get("OBSERVE_TRACING_EXPORTER"),
+        tracing_sample_ratio=get("OBSERVE_TRACING_SAMPLE_RATIO"),
+        tracing_queue_size=get("OBSERVE_TRACING_QUEUE_SIZE"),
+        tracing_batch_size=get("OBSERVE_TRACING_BATCH_SIZE"),
     )

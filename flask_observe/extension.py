@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any, Optional
 
 from flask import Flask
+from opentelemetry.trace import Tracer, TracerProvider
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from .config import Settings, load_settings, set_defaults
@@ -15,18 +17,29 @@ from .logs import LogSink, install_logging
 from .metrics import HttpMetrics, HttpRecorder
 from .observation import Sink
 from .pipeline import RequestPipeline
+from .tracing import DROP_REASONS, TraceSink, instrument_contrib, is_instrumented, tracer_for
 
 __all__ = ["Observe"]
 
+_log = logging.getLogger("flask_observe")
+
 #: The sinks whose failures are counted, made visible at 0 from the start so that
 #: ``rate(flask_observe_errors_total[5m])`` has a series to work on before anything fails.
-_SINK_NAMES = ("pipeline", "logs", "metrics")
+_SINK_NAMES = ("pipeline", "tracing", "logs", "metrics")
 
 
 class _State:
     """What one app needs at run time, in ``app.extensions["observe"]``."""
 
-    __slots__ = ("function_metrics", "http_metrics", "pipeline", "registry", "settings")
+    __slots__ = (
+        "function_metrics",
+        "http_metrics",
+        "pipeline",
+        "registry",
+        "settings",
+        "tracer",
+        "tracer_provider",
+    )
 
     def __init__(
         self,
@@ -35,20 +48,25 @@ class _State:
         http_metrics: HttpMetrics,
         function_metrics: FunctionMetrics,
         pipeline: RequestPipeline,
+        tracer_provider: TracerProvider,
+        tracer: Tracer,
     ) -> None:
         self.settings = settings
         self.registry = registry
         self.http_metrics = http_metrics
         self.function_metrics = function_metrics
         self.pipeline = pipeline
+        self.tracer_provider = tracer_provider
+        self.tracer = tracer
 
 
 class Observe:
-    """Metrics for a Flask app, in one line: ``Observe(app)``.
+    """Metrics, structured logs and traces for a Flask app, in one line: ``Observe(app)``.
 
-    Records the golden signals of every request and serves them at ``/metrics``. In an app
-    factory, make it once and call :meth:`init_app` for each app; one ``Observe`` may serve
-    several apps, each with its own settings.
+    Records the golden signals of every request and serves them at ``/metrics``, writes
+    JSON log lines that carry each request's IDs, and traces each request in a span. In an
+    app factory, make it once and call :meth:`init_app` for each app; one ``Observe`` may
+    serve several apps, each with its own settings.
 
     :param app: the app to set up now; or call :meth:`init_app` later.
     :param registry: where metrics go; default prometheus_client's global ``REGISTRY``, so a
@@ -58,6 +76,9 @@ class Observe:
     :param group_by: overrides :data:`OBSERVE_GROUP_BY`.
     :param buckets: overrides :data:`OBSERVE_BUCKETS`.
     :param exclude_paths: overrides :data:`OBSERVE_EXCLUDE_PATHS`.
+    :param tracer_provider: the OpenTelemetry tracer provider of the app's spans, used as
+        it is: :data:`OBSERVE_TRACING_SETUP` then has no effect. Tests pass one with an
+        in-memory exporter.
 
     .. versionadded:: 0.1
     """
@@ -71,8 +92,10 @@ class Observe:
         group_by: Optional[str] = None,
         buckets: Optional[Sequence[float]] = None,
         exclude_paths: Optional[Sequence[str]] = None,
+        tracer_provider: Optional[TracerProvider] = None,
     ) -> None:
         self._registry = registry
+        self._tracer_provider = tracer_provider
         given = {
             "OBSERVE_SERVICE_NAME": service_name,
             "OBSERVE_GROUP_BY": group_by,
@@ -102,11 +125,26 @@ class Observe:
         http_metrics.set_info(settings.service_name)
         for name in _SINK_NAMES:
             http_metrics.errors.labels(name)
+        for reason in DROP_REASONS:
+            http_metrics.spans_dropped.labels(reason)
         function_metrics = FunctionMetrics.for_registry(registry)
 
+        provider, tracer = tracer_for(
+            settings, self._tracer_provider, on_drop=http_metrics.spans_dropped_by
+        )
+        mode = settings.tracing_instrumentation
+        if mode == "native" and is_instrumented(app):
+            _log.info(
+                "The app %r is already instrumented by opentelemetry-instrumentation-flask: "
+                "flask-observe reads its spans rather than making its own.",
+                app.name,
+            )
+            mode = "contrib"
         if settings.log_json:
             install_logging(app.name, settings)
         sinks: list[Sink] = []
+        if mode == "native":
+            sinks.append(TraceSink(tracer))
         if settings.log_json or settings.access_log:
             sinks.append(LogSink(settings))
         if settings.metrics_enabled:
@@ -115,10 +153,13 @@ class Observe:
             settings, sinks, on_sink_error=lambda name: http_metrics.errors.labels(name).inc()
         )
         pipeline.install(app)
+        if mode == "contrib":
+            # After the pipeline's wrapper, so that the instrumentation's wraps it.
+            pipeline.add_sink(instrument_contrib(app, settings, provider))
         if settings.metrics_enabled:
             http_metrics.watch(pipeline)
         if settings.metrics_enabled and settings.metrics_path is not None:
             app.register_blueprint(metrics_blueprint(settings.metrics_path))
         app.extensions["observe"] = _State(
-            settings, registry, http_metrics, function_metrics, pipeline
+            settings, registry, http_metrics, function_metrics, pipeline, provider, tracer
         )

@@ -26,11 +26,12 @@ from typing import Any, Optional
 from urllib.parse import parse_qsl, urlencode
 
 from flask.logging import default_handler
+from opentelemetry import trace
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonEncoder, JsonFormatter
 
 from .config import Settings
-from .observation import Observation
+from .observation import Observation, span_ids
 
 __all__ = [
     "ACCESS_LOGGER",
@@ -38,6 +39,7 @@ __all__ = [
     "FieldLogger",
     "JsonLogFormatter",
     "ObserveHandler",
+    "TraceContextFilter",
     "get_logger",
 ]
 
@@ -178,7 +180,9 @@ class JsonLogFormatter(JsonFormatter):
     def __init__(self, *, service: str, redact: Sequence[str] = ()) -> None:
         # No format fields: the formatter's own come from _core, in the design's order.
         super().__init__(
-            fmt=[], reserved_attrs=[*RESERVED_ATTRS, "taskName"], json_serializer=_serialize
+            fmt=[],
+            reserved_attrs=[*RESERVED_ATTRS, "taskName", "trace_id", "span_id"],
+            json_serializer=_serialize,
         )
         self.service = service
         self.redactor = Redactor(redact)
@@ -209,8 +213,18 @@ class JsonLogFormatter(JsonFormatter):
             "service": observation.service if observation is not None else self.service,
         }
         if observation is not None:
-            observation.ensure_routed()
             data["request_id"] = observation.request_id
+        # The span current where the record was made (TraceContextFilter), else the
+        # request's: the access line is written after its span has ended.
+        trace_id = record.__dict__.get("trace_id")
+        if trace_id is not None:
+            data["trace_id"] = trace_id
+            data["span_id"] = record.__dict__.get("span_id")
+        elif observation is not None and observation.trace_id is not None:
+            data["trace_id"] = observation.trace_id
+            data["span_id"] = observation.span_id
+        if observation is not None:
+            observation.ensure_routed()
             data["method"] = _clip(observation.environ.get("REQUEST_METHOD"), 32)
             data["route"] = observation.route
             data["path"] = _clip(observation.path)
@@ -288,6 +302,23 @@ class ConsoleLogFormatter(JsonLogFormatter):
         return f"{stamp} {level:<8} {logger} {event} {rest}".rstrip()
 
 
+class TraceContextFilter(logging.Filter):
+    """Stamps each record with the IDs of the span current where it was logged.
+
+    Adds ``trace_id`` (32 lower-case hex digits) and ``span_id`` (16) to every record logged
+    inside a sampled span, and nothing to the others. flask-observe's handler has one; add
+    it to a handler of your own to use ``%(trace_id)s`` in its format.
+
+    .. versionadded:: 0.1
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        ids = span_ids(trace.get_current_span())
+        if ids is not None:
+            record.trace_id, record.span_id = ids
+        return True
+
+
 class ObserveHandler(logging.Handler):
     """Writes each formatted record as one line to ``sys.stderr``, as it is at the time.
 
@@ -315,6 +346,7 @@ def install_logging(app_logger: str, settings: Settings) -> list[logging.Logger]
     """
     formatter_class = ConsoleLogFormatter if settings.log_format == "console" else JsonLogFormatter
     handler = ObserveHandler()
+    handler.addFilter(TraceContextFilter())
     handler.setFormatter(formatter_class(service=settings.service_name, redact=settings.log_redact))
     if settings.log_root:
         names: Sequence[Optional[str]] = [None]
@@ -345,7 +377,7 @@ class LogSink:
     name = "logs"
 
     def __init__(self, settings: Settings) -> None:
-        header = settings.request_id_header
+        header = self._header = settings.request_id_header
         self._header_key = None if header is None else "HTTP_" + header.upper().replace("-", "_")
         self._access = logging.getLogger(ACCESS_LOGGER) if settings.access_log else None
         self._sample = settings.access_log_sample
@@ -357,6 +389,8 @@ class LogSink:
         if given is None or not _REQUEST_ID.fullmatch(given):
             given = os.urandom(16).hex()  # unpredictable, and different after a fork
         observation.request_id = given
+        if self._header is not None:
+            observation.add_response_header(self._header, given)
         _current.set(observation)
 
     def finish(self, observation: Observation) -> None:

@@ -21,13 +21,15 @@ Prometheus text format, would each become a separate gauge series.
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 import weakref
 from bisect import bisect_left
 from collections import Counter as Tally
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Optional, Protocol
+from typing import Any, Optional, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Info
 from prometheus_client.metrics_core import (
@@ -37,6 +39,7 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Exemplar
 from prometheus_client.utils import floatToGoString
 
 from ._version import __version__
@@ -51,9 +54,10 @@ _ROUTE_LABELS = ["method", "endpoint"]
 _FOLD_AT = 64
 
 #: What the recorder queues per request: ``(method, endpoint)``, duration, request size,
-#: response size, status and exception class name.
-_Finished = tuple[tuple[str, str], float, int, int, int, Optional[str]]
+#: response size, status, exception class name, and trace ID with the time it ended.
+_Finished = tuple[tuple[str, str], float, int, int, int, Optional[str], Optional[str], float]
 
+_log = logging.getLogger("flask_observe")
 _lock = threading.Lock()
 _by_registry: weakref.WeakKeyDictionary[CollectorRegistry, HttpMetrics] = (
     weakref.WeakKeyDictionary()
@@ -71,6 +75,7 @@ class _RouteSeries:
         "duration",
         "duration_sum",
         "exceptions",
+        "exemplars",
         "request_size",
         "request_size_sum",
         "response_size",
@@ -81,6 +86,8 @@ class _RouteSeries:
     def __init__(self, duration_bounds: int, size_bounds: int) -> None:
         self.duration = [0] * (duration_bounds + 1)
         self.duration_sum = 0.0
+        #: Per duration bucket, the trace ID and duration of its latest sampled request.
+        self.exemplars: list[Optional[tuple[str, float, float]]] = [None] * (duration_bounds + 1)
         self.request_size = [0] * (size_bounds + 1)
         self.request_size_sum = 0
         self.response_size = [0] * (size_bounds + 1)
@@ -107,6 +114,20 @@ def _cumulative(counts: list[int], les: list[str]) -> list[tuple[str, float]]:
         total += count
         out.append((le, float(total)))
     return out
+
+
+def _with_exemplars(
+    buckets: list[tuple[str, float]], exemplars: list[Optional[tuple[str, float, float]]]
+) -> list[Any]:
+    """Bucket samples with their exemplars: ``trace_id`` of the latest sampled request in
+    each. Only the OpenMetrics format shows them; the Prometheus text format leaves them
+    out."""
+    if not any(exemplars):
+        return buckets
+    return [
+        (le, count, Exemplar({"trace_id": ex[0]}, ex[1], ex[2])) if ex else (le, count)
+        for (le, count), ex in zip(buckets, exemplars)
+    ]
 
 
 class _HttpCollector(Collector):
@@ -176,6 +197,7 @@ class _HttpCollector(Collector):
                     key,
                     busy.get(key, 0),
                     list(series.duration),
+                    list(series.exemplars),
                     series.duration_sum,
                     list(series.request_size),
                     series.request_size_sum,
@@ -190,6 +212,7 @@ class _HttpCollector(Collector):
             labels,
             running,
             durations,
+            exemplars,
             duration_sum,
             request_sizes,
             request_size_sum,
@@ -202,7 +225,11 @@ class _HttpCollector(Collector):
             in_progress.add_metric(labels, running)
             if not sum(durations):
                 continue  # started, never finished yet: no histogram with a zero count
-            duration.add_metric(labels, _cumulative(durations, self._duration_les), duration_sum)
+            duration.add_metric(
+                labels,
+                _with_exemplars(_cumulative(durations, self._duration_les), exemplars),
+                duration_sum,
+            )
             request_size.add_metric(
                 labels, _cumulative(request_sizes, self._size_les), request_size_sum
             )
@@ -250,6 +277,13 @@ class HttpMetrics:
             ("sink",),
             registry=registry,
         )
+        self.spans_dropped = Counter(
+            "flask_observe_spans_dropped",
+            "Finished spans that never reached the exporter's backend, by reason.",
+            ("reason",),
+            registry=registry,
+        )
+        self._warned: set[str] = set()
 
     @classmethod
     def for_registry(
@@ -280,6 +314,21 @@ class HttpMetrics:
             )
         return metrics
 
+    def spans_dropped_by(self, reason: str, count: int) -> None:
+        """Count *count* spans lost for *reason*; warn the first time for each reason."""
+        self.spans_dropped.labels(reason).inc(count)
+        if reason not in self._warned:
+            self._warned.add(reason)
+            _log.warning(
+                "Spans are being dropped (%s); they are counted in "
+                "flask_observe_spans_dropped_total{reason=%r}. %s",
+                reason,
+                reason,
+                "A larger OBSERVE_TRACING_QUEUE_SIZE, or a faster collector, keeps them."
+                if reason == "queue_full"
+                else "Check that the collector at the OTLP endpoint is up.",
+            )
+
     def set_info(self, service: str) -> None:
         self.info.labels(service=service).info({"version": __version__})
 
@@ -305,9 +354,12 @@ class HttpMetrics:
         buckets, size_buckets = self.buckets, self.size_buckets
         pop = pending.popleft
         while pending:
-            key, duration, request_size, response_size, status, exception = pop()
+            key, duration, request_size, response_size, status, exception, trace_id, ended = pop()
             series = routes.get(key) or series_of(key)
-            series.duration[bisect_left(buckets, duration)] += 1
+            bucket = bisect_left(buckets, duration)
+            series.duration[bucket] += 1
+            if trace_id is not None:
+                series.exemplars[bucket] = (trace_id, duration, ended)
             series.duration_sum += duration
             if request_size:
                 series.request_size[bisect_left(size_buckets, request_size)] += 1
@@ -355,6 +407,8 @@ class HttpRecorder:
                 observation.response_size or 0,
                 observation.status or 500,
                 observation.exception,
+                observation.trace_id,
+                time.time() if observation.trace_id is not None else 0.0,
             )
         )
         if len(pending) >= _FOLD_AT:

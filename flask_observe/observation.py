@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional, Protocol
 
-__all__ = ["UNMATCHED", "Observation", "Owner", "Sink"]
+__all__ = ["ENVIRON_KEY", "UNMATCHED", "Observation", "Owner", "Sink", "span_ids"]
+
+#: Where the observation lives during a request: the WSGI environ, which belongs to exactly
+#: one request, unlike ``g``, which an app context pushed around a test client shares.
+ENVIRON_KEY = "flask_observe.observation"
 
 #: The ``endpoint`` label of a request that matched no route. A fixed value keeps a scan of
 #: random paths from adding series.
@@ -22,6 +26,7 @@ class Observation:
         "duration",
         "endpoint",
         "environ",
+        "error",
         "exception",
         "failed_sinks",
         "finished",
@@ -30,10 +35,14 @@ class Observation:
         "path",
         "request_id",
         "request_size",
+        "response_headers",
         "response_size",
         "route",
+        "span",
+        "span_id",
         "start",
         "status",
+        "trace_id",
     )
 
     def __init__(
@@ -66,6 +75,15 @@ class Observation:
         self.response_size: Optional[int] = None
         #: The class name of an unhandled exception, if the request raised one.
         self.exception: Optional[str] = None
+        #: That exception itself.
+        self.error: Optional[BaseException] = None
+        #: The request's server span, its trace and span IDs in lower-case hex (``None``
+        #: when the request is not traced, or not sampled).
+        self.span: Any = None
+        self.trace_id: Optional[str] = None
+        self.span_id: Optional[str] = None
+        #: Headers the sinks add to the response, unless the app set them itself.
+        self.response_headers: Optional[list[tuple[str, str]]] = None
         #: Seconds from the start to the end of the response body, set when finished.
         self.duration = 0.0
         self.finished = False
@@ -77,6 +95,12 @@ class Observation:
         """The service name of the app serving the request."""
         return self.owner.service if self.owner is not None else ""
 
+    def add_response_header(self, name: str, value: str) -> None:
+        """Send *name*: *value* with the response, unless the app sets *name* itself."""
+        if self.response_headers is None:
+            self.response_headers = []
+        self.response_headers.append((name, value))
+
     def ensure_routed(self) -> None:
         """Fill in ``method``, ``endpoint``, ``route`` and ``path`` now, if they are not yet.
 
@@ -85,6 +109,16 @@ class Observation:
         """
         if not self.endpoint and self.owner is not None:
             self.owner.resolve(self)
+
+
+def span_ids(span: Any) -> Optional[tuple[str, str]]:
+    """``(trace_id, span_id)`` of an OpenTelemetry span in lower-case hex (32 and 16
+    digits), as observations and log lines carry them; ``None`` for a span that records no
+    valid, sampled trace (no provider, or not sampled)."""
+    context = span.get_span_context()
+    if not context.is_valid or not context.trace_flags.sampled:
+        return None
+    return format(context.trace_id, "032x"), format(context.span_id, "016x")
 
 
 class Owner(Protocol):

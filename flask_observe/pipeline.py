@@ -31,15 +31,12 @@ from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.routing import Map, Rule
 
 from .config import Settings
-from .observation import UNMATCHED, Observation, Sink
+from .observation import ENVIRON_KEY, UNMATCHED, Observation, Sink
 
 __all__ = ["ENVIRON_KEY", "RequestPipeline"]
 
 _log = logging.getLogger("flask_observe")
 
-#: Where the observation lives during a request: the WSGI environ, which belongs to exactly
-#: one request, unlike ``g``, which an app context pushed around a test client shares.
-ENVIRON_KEY = "flask_observe.observation"
 
 #: Methods kept as label values. Any other method the matched route does not declare is
 #: reported as ``_OTHER`` (the OpenTelemetry convention), so made-up methods cannot add series.
@@ -50,6 +47,17 @@ _KNOWN_METHODS = frozenset(
 _NO_BODY = frozenset({204, 304})
 
 WSGIApp = Callable[[Any, Callable[..., Any]], Iterable[bytes]]
+
+
+def _add_headers(
+    headers: list[tuple[str, str]], extra: list[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """*headers* with each of *extra* added, unless the app set that header itself."""
+    present = {name.lower() for name, _ in headers}
+    for name, value in extra:
+        if name.lower() not in present:
+            headers.append((name, value))  # the list is made for this response alone
+    return headers
 
 
 def _decoded_path(environ: Any) -> str:
@@ -128,7 +136,6 @@ class RequestPipeline:
         self._logged: set[str] = set()
         #: The service name, for the sinks (through each observation).
         self.service = settings.service_name
-        self._request_id_header = settings.request_id_header
         self._by_endpoint = settings.group_by == "endpoint"
         self._exclude = frozenset(settings.exclude_paths)
         self._exclude_prefixes = tuple(p.rstrip("/") + "/" for p in settings.exclude_paths)
@@ -174,7 +181,6 @@ class RequestPipeline:
 
     def _wrap(self, inner: WSGIApp) -> WSGIApp:
         exclude, prefixes, in_flight = self._exclude, self._exclude_prefixes, self._in_flight
-        echo_header = self._request_id_header
 
         def observed_wsgi_app(environ: Any, start_response: Callable[..., Any]) -> Any:
             path = environ.get("PATH_INFO") or "/"
@@ -196,8 +202,8 @@ class RequestPipeline:
                         if name == "Content-Length" or name.lower() == "content-length":
                             observation.response_size = _size(value)
                             break
-                    if observation.request_id is not None and echo_header is not None:
-                        headers = self._echo(headers, echo_header, observation.request_id)
+                    if observation.response_headers:
+                        headers = _add_headers(headers, observation.response_headers)
                 except Exception:
                     self._failed("pipeline")
                 if exc_info is None:
@@ -211,6 +217,7 @@ class RequestPipeline:
                 # 500 without us seeing a response.
                 if observation.exception is None:
                     observation.exception = type(exc).__name__
+                    observation.error = exc
                 observation.status = 500
                 self.finish(observation)
                 raise
@@ -222,16 +229,6 @@ class RequestPipeline:
             return body
 
         return observed_wsgi_app
-
-    @staticmethod
-    def _echo(headers: list[tuple[str, str]], name: str, value: str) -> list[tuple[str, str]]:
-        """*headers* with the request ID added, unless the app set the header itself."""
-        lowered = name.lower()
-        for header, _ in headers:
-            if header.lower() == lowered:
-                return headers
-        headers.append((name, value))  # the list is made for this response alone
-        return headers
 
     def _start(self, observation: Observation) -> None:
         for name, start in self._starters:
@@ -317,6 +314,7 @@ class RequestPipeline:
             observation = request.environ.get(ENVIRON_KEY)
             if observation is not None:
                 observation.exception = type(exception).__name__
+                observation.error = exception
                 if not observation.endpoint:  # the request object may be gone later
                     self.resolve(observation)
 
@@ -331,7 +329,9 @@ class RequestPipeline:
         if not observation.endpoint:
             self.resolve(observation)
         failed = observation.failed_sinks
-        for sink in self._sinks:
+        # Last started, first finished: a sink's context (the request's span) stays around
+        # the sinks started after it.
+        for sink in reversed(self._sinks):
             if failed is not None and sink.name in failed:
                 continue
             try:

@@ -15,6 +15,10 @@ from typing import Any, Callable, Optional
 import pytest
 from flask import Flask, Response, abort, stream_with_context
 from flask.testing import FlaskClient, FlaskCliRunner
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.parser import (
@@ -25,6 +29,14 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 from flask_observe import Observe
 
 AppFactory = Callable[..., Flask]
+
+#: OpenTelemetry lets a process set its global tracer provider once: this is it, set before
+#: any app is made, as an application would. Its spans go here; tests that look at spans
+#: give their app a provider of its own (the ``spans`` fixture).
+GLOBAL_SPANS = InMemorySpanExporter()
+_global_provider = TracerProvider()
+_global_provider.add_span_processor(SimpleSpanProcessor(GLOBAL_SPANS))
+trace.set_tracer_provider(_global_provider)
 
 
 class OrderError(Exception):
@@ -97,6 +109,29 @@ def _restore_logging() -> Iterator[None]:
 @pytest.fixture
 def registry() -> CollectorRegistry:
     return CollectorRegistry()
+
+
+class Spans:
+    """A fresh tracer provider whose finished spans are kept in memory."""
+
+    def __init__(self) -> None:
+        self.exporter = InMemorySpanExporter()
+        self.provider = TracerProvider()
+        self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+
+    def finished(self) -> list[Any]:
+        return list(self.exporter.get_finished_spans())
+
+    def named(self, name: str) -> Any:
+        (span,) = [s for s in self.finished() if s.name == name]
+        return span
+
+
+@pytest.fixture
+def spans() -> Iterator[Spans]:
+    kept = Spans()
+    yield kept
+    kept.provider.shutdown()
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from .conftest import access_lines, log_lines, serving
 RFC3339_MS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 MADE_ID = re.compile(r"[0-9a-f]{32}")
 CORE = ["timestamp", "level", "logger", "event", "service"]
-CONTEXT = ["request_id", "method", "route", "path"]
+CONTEXT = ["request_id", "trace_id", "span_id", "method", "route", "path"]
 
 log = get_logger("shop.orders")
 
@@ -477,7 +477,11 @@ def test_console_format_is_one_readable_line_with_the_same_fields(
     lines = capsys.readouterr().err.splitlines()
     created = next(line for line in lines if " order_created " in line)
     assert re.match(r"\d\d:\d\d:\d\d\.\d{3} INFO +shop\.orders order_created ", created)
-    assert "request_id=c-1 method=POST route=/orders path=/orders order_id=12345" in created
+    assert re.search(
+        r"request_id=c-1 trace_id=[0-9a-f]{32} span_id=[0-9a-f]{16} method=POST route=/orders "
+        r"path=/orders order_id=12345",
+        created,
+    )
     assert lines[-1].endswith('"two words" note="line\\nbreak" plain=ok')
     assert len(lines) == 4  # two app lines, the access line, the line outside
 

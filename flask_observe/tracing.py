@@ -1,0 +1,629 @@
+"""Traces: the tracer provider, a server span per request, ``@traced`` business spans.
+
+The spans are OpenTelemetry's: this module only decides when they start and end, what they
+are called and which attributes they carry. The request span is made by the pipeline's
+tracing sink (``native`` mode), or by opentelemetry-instrumentation-flask (``contrib``
+mode), in which case the sink only reads the span that instrumentation made current.
+
+Every span's IDs reach the other pillars as plain data: the sink writes them on the
+observation (the metrics take the trace ID as an exemplar, the access line both IDs), and
+:class:`TraceContextFilter` stamps the current span's IDs on log records.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import os
+import re
+from collections import deque
+from collections.abc import Mapping, Sequence
+from typing import Any, Callable, Optional, TypeVar, Union, overload
+
+from flask import Flask, current_app, has_app_context, request
+from opentelemetry import context, propagate, trace
+from opentelemetry.metrics import NoOpMeterProvider
+from opentelemetry.propagators.textmap import Getter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SpanExporter,
+    SpanExportResult,
+)
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
+
+from ._version import __version__
+from .config import ConfigError, Settings
+from .observation import ENVIRON_KEY, Observation, span_ids
+
+__all__ = ["TraceSink", "current_tracer", "traced", "tracer_for"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_log = logging.getLogger("flask_observe")
+
+#: The instrumentation scope of every span flask-observe makes.
+SCOPE = "flask_observe"
+
+#: What ``attributes=`` of :func:`traced` maps a span attribute to: the name of one of the
+#: function's arguments, or a callable given the call's arguments.
+AttributeSource = Union[str, Callable[..., Any]]
+
+_OTEL_TYPES = (str, bool, int, float)
+_MAX_VALUE_CHARS = 256
+
+
+def current_tracer() -> Tracer:
+    """The tracer of the app in context, if it has flask-observe; else the global one."""
+    if has_app_context():
+        state = current_app.extensions.get("observe")
+        tracer: Optional[Tracer] = getattr(state, "tracer", None)
+        if tracer is not None:
+            return tracer
+    return trace.get_tracer(SCOPE, __version__)
+
+
+def _attribute_value(value: Any) -> Any:
+    """*value* as OpenTelemetry takes it: a scalar as it is, anything else as clipped text."""
+    if isinstance(value, _OTEL_TYPES):
+        return value
+    text = str(value)
+    return text if len(text) <= _MAX_VALUE_CHARS else text[:_MAX_VALUE_CHARS] + "..."
+
+
+def _error_status(exc: BaseException) -> Status:
+    return Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}")
+
+
+class _Call:
+    """What one decorated function needs to open a span for a call."""
+
+    __slots__ = ("attributes", "name", "record_args", "signature")
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        name: str,
+        attributes: Mapping[str, AttributeSource],
+        record_args: bool,
+    ) -> None:
+        self.name = name
+        self.attributes = dict(attributes)
+        self.record_args = record_args
+        self.signature = inspect.signature(fn)
+        parameters = self.signature.parameters
+        for key, source in self.attributes.items():
+            if isinstance(source, str) and source not in parameters:
+                raise TypeError(
+                    f"@traced attribute {key!r} names the argument {source!r}, which "
+                    f"{fn.__qualname__}() does not have"
+                )
+            if not isinstance(source, str) and not callable(source):
+                raise TypeError(
+                    f"@traced attribute {key!r} must name an argument or be a callable, "
+                    f"not {source!r}"
+                )
+
+    def start(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Span:
+        """A span for a call with *args* and *kwargs*, started (not made current)."""
+        attributes: dict[str, Any] = {}
+        if self.attributes or self.record_args:
+            try:
+                bound = self.signature.bind(*args, **kwargs)
+                bound.apply_defaults()
+                arguments = bound.arguments
+            except TypeError:
+                arguments = {}  # the call itself will raise, and say why
+            for key, source in self.attributes.items():
+                try:
+                    value = (
+                        arguments[source] if isinstance(source, str) else source(*args, **kwargs)
+                    )
+                except Exception:  # an attribute never breaks the call
+                    continue
+                attributes[key] = _attribute_value(value)
+            if self.record_args:
+                for arg, value in arguments.items():
+                    attributes.setdefault(f"code.arg.{arg}", _attribute_value(value))
+        return current_tracer().start_span(self.name, kind=SpanKind.INTERNAL, attributes=attributes)
+
+
+def _failed(span: Span, exc: BaseException) -> None:
+    span.record_exception(exc)
+    span.set_status(_error_status(exc))
+
+
+def _instrument(fn: F, call: _Call) -> F:
+    """Wrap *fn* (sync, async, generator or async generator) in a span per call.
+
+    A generator's span lasts from its first step to its end, and is current only while the
+    generator runs, never in its consumer between two items.
+    """
+    use = functools.partial(
+        trace.use_span, end_on_exit=False, record_exception=False, set_status_on_exception=False
+    )
+    wrapper: Callable[..., Any]
+    if inspect.isasyncgenfunction(fn):
+
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            span = call.start(args, kwargs)
+            agen = fn(*args, **kwargs)
+            step: Callable[[Any], Any] = agen.asend
+            value: Any = None
+            try:
+                while True:
+                    with use(span):
+                        try:
+                            item = await step(value)
+                        except StopAsyncIteration:
+                            return
+                    try:
+                        value, step = (yield item), agen.asend
+                    except GeneratorExit:
+                        with use(span):
+                            await agen.aclose()
+                        raise
+                    except BaseException as thrown:  # handed on to the generator
+                        value, step = thrown, agen.athrow
+            except GeneratorExit:
+                raise
+            except BaseException as exc:
+                _failed(span, exc)
+                raise
+            finally:
+                span.end()
+
+    elif inspect.iscoroutinefunction(fn):
+
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            span = call.start(args, kwargs)
+            try:
+                with use(span):
+                    return await fn(*args, **kwargs)
+            except BaseException as exc:
+                _failed(span, exc)
+                raise
+            finally:
+                span.end()
+
+    elif inspect.isgeneratorfunction(fn):
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            span = call.start(args, kwargs)
+            gen = fn(*args, **kwargs)
+            step: Callable[[Any], Any] = gen.send
+            value: Any = None
+            try:
+                while True:
+                    with use(span):
+                        try:
+                            item = step(value)
+                        except StopIteration as stop:
+                            return stop.value
+                    try:
+                        value, step = (yield item), gen.send
+                    except GeneratorExit:
+                        with use(span):
+                            gen.close()
+                        raise
+                    except BaseException as thrown:  # handed on to the generator
+                        value, step = thrown, gen.throw
+            except GeneratorExit:
+                raise  # the consumer stopped early: the function did not fail
+            except BaseException as exc:
+                _failed(span, exc)
+                raise
+            finally:
+                span.end()
+
+    else:
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            span = call.start(args, kwargs)
+            try:
+                with use(span):
+                    return fn(*args, **kwargs)
+            except BaseException as exc:
+                _failed(span, exc)
+                raise
+            finally:
+                span.end()
+
+    return functools.wraps(fn)(wrapper)  # type: ignore[return-value]
+
+
+@overload
+def traced(fn: F, /) -> F: ...
+@overload
+def traced(
+    name: Optional[str] = None,
+    /,
+    *,
+    attributes: Optional[Mapping[str, AttributeSource]] = None,
+    record_args: bool = False,
+) -> Callable[[F], F]: ...
+
+
+def traced(
+    fn_or_name: Any = None,
+    /,
+    *,
+    attributes: Optional[Mapping[str, AttributeSource]] = None,
+    record_args: bool = False,
+) -> Any:
+    """Run each call of the function in a span of its own.
+
+    Use it bare (``@traced``) or with a span name and options
+    (``@traced("inventory.check", attributes={"order.id": "order_id"})``) on a plain,
+    ``async``, generator or async generator function. The span is a child of the span
+    current at the call (the request's, inside a request) and is current while the function
+    runs, so spans made inside it are its children. A generator's span covers its whole
+    iteration. An exception is recorded on the span, which is marked as an error, and is
+    raised unchanged; a generator closed early is not an error.
+
+    Without a tracer provider the spans are OpenTelemetry's no-op ones and cost little.
+
+    :param fn_or_name: the span name; default ``module.qualname`` of the function.
+    :param attributes: span attributes to set from each call: each maps an attribute name to
+        the name of one of the function's arguments, or to a callable that is given the
+        call's arguments and returns the value. A callable that raises leaves its attribute
+        out; it never fails the call.
+    :param record_args: also record every argument as ``code.arg.<name>`` (as text, clipped
+        to 256 characters). Off by default, so no argument value leaves the process unless
+        asked.
+
+    .. versionadded:: 0.1
+    """
+    if callable(fn_or_name):
+        fn: Callable[..., Any] = fn_or_name
+        return _instrument(fn, _Call(fn, _default_name(fn), {}, False))
+    name = fn_or_name
+    if name is not None and (not isinstance(name, str) or not name):
+        raise TypeError(f"the span name must be a non-empty string, not {name!r}")
+
+    def decorate(f: F) -> F:
+        return _instrument(f, _Call(f, name or _default_name(f), attributes or {}, record_args))
+
+    return decorate
+
+
+def _default_name(fn: Callable[..., Any]) -> str:
+    return f"{fn.__module__}.{fn.__qualname__}"
+
+
+# -- the request span --
+
+#: Methods named as they are; any other is ``_OTHER``, in a span called ``HTTP``.
+_KNOWN_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"}
+)
+
+
+class _EnvironGetter(Getter[Mapping[str, Any]]):
+    """Reads propagation headers from a WSGI environ."""
+
+    def get(self, carrier: Mapping[str, Any], key: str) -> Optional[list[str]]:
+        value = carrier.get("HTTP_" + key.upper().replace("-", "_"))
+        return None if value is None else [value]
+
+    def keys(self, carrier: Mapping[str, Any]) -> list[str]:
+        return [k[5:].lower().replace("_", "-") for k in carrier if k.startswith("HTTP_")]
+
+
+_getter = _EnvironGetter()
+
+
+def _server_address(environ: Mapping[str, Any]) -> tuple[Optional[str], Optional[int]]:
+    """Host and port the client addressed: the ``Host`` header, else the server's own."""
+    host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME")
+    port: Optional[str] = environ.get("SERVER_PORT")
+    if host and host.startswith("["):  # [::1]:8080
+        address, _, rest = host[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else port
+    elif host and host.count(":") == 1:
+        address, port = host.split(":")
+    else:
+        address = host
+    try:
+        number = int(port) if port else None
+    except ValueError:
+        number = None
+    return address or None, number
+
+
+class TraceSink:
+    """The ``native`` request span: started when the request arrives, as the current span
+    while it is served, ended when its response is complete.
+
+    Its attributes are those of OpenTelemetry's stable HTTP conventions that
+    opentelemetry-instrumentation-flask sets, so both modes give the same span; but a request
+    that matches no route is named by its method alone, never by its path.
+    """
+
+    name = "tracing"
+
+    def __init__(self, tracer: Tracer) -> None:
+        self._tracer = tracer
+        propagator = propagate.get_global_textmap()
+        self._propagator = propagator
+        #: The environ keys of the headers the propagator reads: without any of them there
+        #: is nothing to extract, and the extraction is skipped.
+        self._carrier_keys = tuple(
+            "HTTP_" + field.upper().replace("-", "_") for field in propagator.fields
+        )
+
+    def start(self, observation: Observation) -> None:
+        environ = observation.environ
+        parent = None
+        if any(key in environ for key in self._carrier_keys):
+            parent = self._propagator.extract(environ, getter=_getter)
+        raw_method = environ.get("REQUEST_METHOD", "")
+        method = raw_method if raw_method in _KNOWN_METHODS else "_OTHER"
+        attributes: dict[str, Any] = {"http.request.method": method}
+        if method == "_OTHER":
+            attributes["http.request.method_original"] = raw_method[:64]
+        attributes["url.scheme"] = environ.get("wsgi.url_scheme", "http")
+        address, port = _server_address(environ)
+        if address:
+            attributes["server.address"] = address
+        if port is not None:
+            attributes["server.port"] = port
+        attributes["url.path"] = environ.get("PATH_INFO") or "/"
+        client = environ.get("REMOTE_ADDR")
+        if client:
+            attributes["client.address"] = client
+        agent = environ.get("HTTP_USER_AGENT")
+        if agent:
+            attributes["user_agent.original"] = agent[:1024]
+        protocol = environ.get("SERVER_PROTOCOL", "")
+        if protocol.upper().startswith("HTTP/"):
+            attributes["network.protocol.version"] = protocol[5:]
+        span = self._tracer.start_span(
+            "HTTP" if method == "_OTHER" else method,
+            context=parent,
+            kind=SpanKind.SERVER,
+            attributes=attributes,
+        )
+        observation.span = (span, context.attach(trace.set_span_in_context(span)))
+        ids = span_ids(span)
+        if ids is not None:
+            observation.trace_id, observation.span_id = ids
+            flags = span.get_span_context().trace_flags
+            observation.add_response_header("traceresponse", f"00-{ids[0]}-{ids[1]}-{flags:02x}")
+
+    def finish(self, observation: Observation) -> None:
+        span, token = observation.span
+        try:
+            route = observation.route
+            if route is not None:
+                if observation.method != "_OTHER":
+                    span.update_name(f"{observation.method} {route}")
+                span.set_attribute("http.route", route)
+            status = observation.status or 500
+            span.set_attribute("http.response.status_code", status)
+            if status >= 500:
+                span.set_attribute("error.type", str(status))
+                error = observation.error
+                if error is not None:
+                    span.record_exception(error)
+                    span.set_status(_error_status(error))
+                else:
+                    span.set_status(Status(StatusCode.ERROR))
+            span.end()
+        finally:
+            # Only where it was attached: a body closed in another context leaves it be.
+            if trace.get_current_span() is span:
+                context.detach(token)
+
+
+class SpanReader:
+    """The ``contrib`` mode's sink: takes the IDs of the span opentelemetry-instrumentation-flask
+    made, from a ``before_request`` function registered after that instrumentation's."""
+
+    name = "tracing"
+    start: Optional[Callable[[Observation], None]] = None
+
+    def read(self) -> None:
+        observation = request.environ.get(ENVIRON_KEY)
+        if observation is not None:
+            ids = span_ids(trace.get_current_span())
+            if ids is not None:
+                observation.trace_id, observation.span_id = ids
+
+    def finish(self, observation: Observation) -> None:
+        pass
+
+
+# -- the provider --
+
+#: Reasons a span is lost, the ``reason`` label of ``flask_observe_spans_dropped_total``.
+DROP_REASONS = ("queue_full", "export_failed", "export_error")
+
+OnDrop = Callable[[str, int], None]
+
+
+class _CountingExporter(SpanExporter):
+    """Passes spans to *inner*, counting those whose export failed."""
+
+    def __init__(self, inner: SpanExporter, on_drop: OnDrop) -> None:
+        self._inner = inner
+        self._on_drop = on_drop
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        try:
+            result = self._inner.export(spans)
+        except Exception:
+            self._on_drop("export_error", len(spans))
+            raise  # the processor logs it
+        if result is not SpanExportResult.SUCCESS:
+            self._on_drop("export_failed", len(spans))
+        return result
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+
+class _CountingBatchProcessor(BatchSpanProcessor):
+    """The SDK's batch processor, counting the spans it drops because its queue is full.
+
+    The SDK keeps no count of them, only a log line it repeats at most every 20 seconds; its
+    queue is a ``deque`` with a ``maxlen``, read here before each span joins it. Should a
+    later SDK hide the queue, the count stays at zero and a warning says so at start-up.
+    """
+
+    def __init__(self, exporter: SpanExporter, on_drop: OnDrop, **options: Any) -> None:
+        super().__init__(exporter, **options)
+        self._on_drop = on_drop
+        queue = getattr(getattr(self, "_batch_processor", None), "_queue", None)
+        self._queue: Optional[deque[Any]] = queue if isinstance(queue, deque) else None
+        if self._queue is None or self._queue.maxlen is None:
+            self._queue = None
+            _log.warning(
+                "This opentelemetry-sdk hides its span queue: spans dropped because it is "
+                "full cannot be counted in flask_observe_spans_dropped_total."
+            )
+
+    def on_end(self, span: ReadableSpan) -> None:
+        queue = self._queue
+        if (
+            queue is not None
+            and span.context is not None
+            and span.context.trace_flags.sampled
+            and len(queue) >= queue.maxlen  # type: ignore[operator]
+        ):
+            self._on_drop("queue_full", 1)
+        super().on_end(span)
+
+
+def _exporter_name(setting: Optional[str]) -> str:
+    """The exporter: the setting; else ``OTEL_TRACES_EXPORTER``; else ``otlp`` if an OTLP
+    endpoint is set; else ``none``."""
+    if setting is not None:
+        return setting
+    chosen = os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    if chosen in ("otlp", "console", "none"):
+        return chosen
+    if os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get(
+        "OTEL_EXPORTER_OTLP_ENDPOINT"
+    ):
+        return "otlp"
+    return "none"
+
+
+def _exporter(settings: Settings) -> Optional[SpanExporter]:
+    name = _exporter_name(settings.tracing_exporter)
+    if name == "console":
+        return ConsoleSpanExporter()
+    if name == "otlp":
+        try:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+                OTLPSpanExporter,
+            )
+        except ImportError:
+            raise ConfigError(
+                "OBSERVE_TRACING_EXPORTER",
+                "otlp",
+                "an installed exporter: pip install 'flask-observe[otlp]' for OTLP over "
+                "HTTP, or 'console' or 'none'",
+            ) from None
+        return OTLPSpanExporter()
+    return None
+
+
+def build_provider(settings: Settings, on_drop: OnDrop) -> TracerProvider:
+    """A tracer provider for *settings*: resource, sampler, batch processor and exporter."""
+    ratio = settings.tracing_sample_ratio
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": settings.service_name}),
+        # Without a ratio of ours, the SDK reads OTEL_TRACES_SAMPLER or samples everything.
+        sampler=None if ratio is None else ParentBased(TraceIdRatioBased(ratio)),
+    )
+    exporter = _exporter(settings)
+    if exporter is not None:
+        try:
+            processor = _CountingBatchProcessor(
+                _CountingExporter(exporter, on_drop),
+                on_drop,
+                max_queue_size=settings.tracing_queue_size,
+                max_export_batch_size=settings.tracing_batch_size,
+            )
+        except ValueError as exc:
+            raise ConfigError(
+                "OBSERVE_TRACING_BATCH_SIZE",
+                settings.tracing_batch_size,
+                f"a batch no larger than the queue (OBSERVE_TRACING_QUEUE_SIZE): {exc}",
+            ) from None
+        provider.add_span_processor(processor)
+    return provider
+
+
+def _is_set(provider: trace.TracerProvider) -> bool:
+    return not isinstance(provider, (trace.ProxyTracerProvider, trace.NoOpTracerProvider))
+
+
+def tracer_for(
+    settings: Settings, given: Optional[trace.TracerProvider], on_drop: OnDrop
+) -> tuple[trace.TracerProvider, Tracer]:
+    """The tracer an app's spans come from, per ``OBSERVE_TRACING_SETUP``.
+
+    A provider given to ``Observe`` is used as it is. ``auto`` uses the global provider if
+    one is set, else makes one and sets it as the global provider; ``always`` makes one for
+    the app (and sets it as the global provider only if none is set); ``never`` uses the
+    global provider, a no-op one until the application sets its own.
+    """
+    provider: trace.TracerProvider
+    if given is not None:
+        provider = given
+    elif settings.tracing_setup == "never" or (
+        settings.tracing_setup == "auto" and _is_set(trace.get_tracer_provider())
+    ):
+        provider = trace.get_tracer_provider()
+    else:
+        provider = build_provider(settings, on_drop)
+        if not _is_set(trace.get_tracer_provider()):
+            trace.set_tracer_provider(provider)
+    return provider, provider.get_tracer(SCOPE, __version__)
+
+
+def is_instrumented(app: Flask) -> bool:
+    """Whether opentelemetry-instrumentation-flask already instruments *app*."""
+    return bool(getattr(app, "_is_instrumented_by_opentelemetry", False))
+
+
+def instrument_contrib(
+    app: Flask, settings: Settings, provider: trace.TracerProvider
+) -> SpanReader:
+    """``contrib`` mode: opentelemetry-instrumentation-flask makes the request spans.
+
+    An app it already instruments (``opentelemetry-instrument``, or a call of the user's own)
+    is left as it is.
+    """
+    try:
+        from opentelemetry.instrumentation.flask import FlaskInstrumentor
+    except ImportError:
+        raise ConfigError(
+            "OBSERVE_TRACING_INSTRUMENTATION",
+            "contrib",
+            "opentelemetry-instrumentation-flask installed: pip install "
+            "'flask-observe[contrib]', or 'native'",
+        ) from None
+    if not is_instrumented(app):
+        excluded = ",".join(
+            rf"^[a-z]+://[^/]+{re.escape(path)}(?:[/?]|$)" for path in settings.exclude_paths
+        )
+        FlaskInstrumentor().instrument_app(  # type: ignore[no-untyped-call]
+            app,
+            excluded_urls=excluded or None,
+            tracer_provider=provider,
+            meter_provider=NoOpMeterProvider(),
+        )
+    reader = SpanReader()
+    app.before_request(reader.read)
+    return reader
