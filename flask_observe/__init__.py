@@ -5,5 +5,6 @@ from .config import ConfigError
 from .extension import Observe
 from .functions import counted, timed
 from .logs import get_logger
+from .tracing import traced
 
-__all__ = ["ConfigError", "Observe", "__version__", "counted", "get_logger", "timed"]
+__all__ = ["ConfigError", "Observe", "__version__", "counted", "get_logger", "timed", "traced"]

@@ -335,6 +335,16 @@ def _server_address(environ: Mapping[str, Any]) -> tuple[Optional[str], Optional
     return address or None, number
 
 
+def _adopt(observation: Observation, span: Span) -> None:
+    """Make *span* the request's: its IDs on the observation, and in the ``traceresponse``
+    header (W3C Trace Context Level 2) if it is sampled."""
+    ids = span_ids(span)
+    if ids is not None:
+        observation.trace_id, observation.span_id = ids
+        flags = span.get_span_context().trace_flags
+        observation.add_response_header("traceresponse", f"00-{ids[0]}-{ids[1]}-{flags:02x}")
+
+
 class TraceSink:
     """The ``native`` request span: started when the request arrives, as the current span
     while it is served, ended when its response is complete.
@@ -389,11 +399,7 @@ class TraceSink:
             attributes=attributes,
         )
         observation.span = (span, context.attach(trace.set_span_in_context(span)))
-        ids = span_ids(span)
-        if ids is not None:
-            observation.trace_id, observation.span_id = ids
-            flags = span.get_span_context().trace_flags
-            observation.add_response_header("traceresponse", f"00-{ids[0]}-{ids[1]}-{flags:02x}")
+        _adopt(observation, span)
 
     def finish(self, observation: Observation) -> None:
         span, token = observation.span
@@ -430,9 +436,7 @@ class SpanReader:
     def read(self) -> None:
         observation = request.environ.get(ENVIRON_KEY)
         if observation is not None:
-            ids = span_ids(trace.get_current_span())
-            if ids is not None:
-                observation.trace_id, observation.span_id = ids
+            _adopt(observation, trace.get_current_span())
 
     def finish(self, observation: Observation) -> None:
         pass

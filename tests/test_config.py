@@ -65,6 +65,13 @@ def _init(**config: Any) -> Flask:
         ("OBSERVE_ACCESS_LOG_SAMPLE", 1.5, "a number from 0 to 1"),
         ("OBSERVE_ACCESS_LOG_SAMPLE", "10%", "a number from 0 to 1"),
         ("OBSERVE_SLOW_REQUEST_SECONDS", 0, "positive"),
+        ("OBSERVE_TRACING_INSTRUMENTATION", "auto", "one of 'native', 'contrib', 'off'"),
+        ("OBSERVE_TRACING_SETUP", True, "one of 'auto', 'always', 'never'"),
+        ("OBSERVE_TRACING_EXPORTER", "jaeger", "one of 'otlp', 'console', 'none', or None"),
+        ("OBSERVE_TRACING_SAMPLE_RATIO", 1.5, "a number from 0 to 1"),
+        ("OBSERVE_TRACING_SAMPLE_RATIO", "10%", "a number from 0 to 1"),
+        ("OBSERVE_TRACING_QUEUE_SIZE", 0, "a whole number > 0"),
+        ("OBSERVE_TRACING_BATCH_SIZE", 2.5, "a whole number > 0"),
     ],
 )
 def test_bad_value_fails_at_init_app_naming_key_value_and_allowed(
@@ -191,3 +198,22 @@ def test_metrics_path_none_records_without_serving(
         )
         == 1.0
     )
+
+
+def test_a_batch_larger_than_the_queue_is_refused_naming_the_key() -> None:
+    with pytest.raises(ConfigError, match="OBSERVE_TRACING_BATCH_SIZE"):
+        _init(
+            OBSERVE_TRACING_SETUP="always",
+            OBSERVE_TRACING_EXPORTER="console",
+            OBSERVE_TRACING_QUEUE_SIZE=10,
+            OBSERVE_TRACING_BATCH_SIZE=20,
+        )
+
+
+def test_the_service_name_follows_otel_service_name_unless_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "checkout")
+    assert _init().extensions["observe"].settings.service_name == "checkout"
+    app = _init(OBSERVE_SERVICE_NAME="orders")
+    assert app.extensions["observe"].settings.service_name == "orders"
