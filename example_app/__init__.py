@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any, Optional
 
 from flask import Flask
+from opentelemetry.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 
 from flask_observe import Observe
@@ -43,6 +44,7 @@ def create_app(
     config: Optional[Mapping[str, Any]] = None,
     *,
     registry: Optional[CollectorRegistry] = None,
+    tracer_provider: Optional[TracerProvider] = None,
 ) -> Flask:
     """Make the order service.
 
@@ -50,6 +52,8 @@ def create_app(
         ``EXAMPLE_*`` settings (see :doc:`/example`), ``OBSERVE_*`` settings, and Flask's own.
     :param registry: where the metrics go; default prometheus_client's global registry. Tests
         pass a fresh :class:`~prometheus_client.CollectorRegistry`.
+    :param tracer_provider: where the spans go; default as ``OBSERVE_TRACING_SETUP`` says.
+        Tests pass one with an in-memory exporter.
     :raises ValueError: if a setting is invalid, naming it.
     """
     app = Flask(__name__)
@@ -59,7 +63,10 @@ def create_app(
         app.config.update(config)
     settings = load_settings(app.config, os.environ, instance_path=app.instance_path)
 
-    (observe if registry is None else Observe(registry=registry)).init_app(app)
+    if registry is None and tracer_provider is None:
+        observe.init_app(app)
+    else:
+        Observe(registry=registry, tracer_provider=tracer_provider).init_app(app)
 
     if settings.database_url == default_database_url(app.instance_path):
         os.makedirs(app.instance_path, exist_ok=True)

@@ -1,9 +1,11 @@
-"""The checkout: :func:`process_order` and the steps it runs, each one timed.
+"""The checkout: :func:`process_order` and the steps it runs, each one timed and traced.
 
 The steps stand in for calls to other services (identity, inventory, payments, email): each
 sleeps for its configured delay, give or take half of it, and fails at its configured rate.
 Every function here is decorated with :func:`flask_observe.timed`, so
-``app_function_duration_seconds`` shows which step is slow and which one fails.
+``app_function_duration_seconds`` shows which step is slow and which one fails, and with
+:func:`flask_observe.traced`, so each order's trace shows the steps as spans under the
+request's.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from flask_observe import get_logger, timed
+from flask_observe import get_logger, timed, traced
 
 from .models import Order, OrderItem, utcnow
 from .settings import Checkout, Step
@@ -105,6 +107,7 @@ def _call(step: Step) -> bool:
     return step.failure_rate > 0 and random.random() < step.failure_rate
 
 
+@traced(attributes={"user.id": "user_id"})
 @timed
 def authenticate(user_id: int, step: Step) -> None:
     """Check the user's session with the identity service.
@@ -115,6 +118,7 @@ def authenticate(user_id: int, step: Step) -> None:
         raise AuthenticationFailed(f"user {user_id} could not be authenticated")
 
 
+@traced(attributes={"order.items": lambda items, step: len(items)})
 @timed
 def check_inventory(items: Sequence[LineItem], step: Step) -> None:
     """Reserve the items with the inventory service: the slow step of the checkout.
@@ -126,6 +130,7 @@ def check_inventory(items: Sequence[LineItem], step: Step) -> None:
         raise OutOfStock(f"{sku} is out of stock")
 
 
+@traced(attributes={"order.total_cents": "total_cents"})
 @timed
 def process_payment(user_id: int, total_cents: int, step: Step) -> None:
     """Charge the user's card with the payment service.
@@ -136,6 +141,7 @@ def process_payment(user_id: int, total_cents: int, step: Step) -> None:
         raise PaymentDeclined(f"the payment of {total_cents} cents by user {user_id} was declined")
 
 
+@traced(attributes={"order.id": "order_id"})
 @timed
 def send_email(user_id: int, order_id: int, step: Step) -> None:
     """Send the order confirmation to the user.
@@ -146,6 +152,7 @@ def send_email(user_id: int, order_id: int, step: Step) -> None:
         raise EmailFailed(f"the confirmation of order {order_id} to user {user_id} bounced")
 
 
+@traced(attributes={"user.id": lambda session, request, checkout: request.user_id})
 @timed
 def process_order(session: Session, request: OrderRequest, checkout: Checkout) -> Order:
     """Run the checkout steps in order, store the order, and send its confirmation.

@@ -24,7 +24,7 @@ from example_app.settings import (
     load_settings,
 )
 
-from .conftest import log_lines, serving
+from .conftest import Spans, log_lines, serving
 
 AppFactory = Callable[..., Flask]
 
@@ -52,13 +52,14 @@ def registry() -> CollectorRegistry:
 
 
 @pytest.fixture
-def make_app(tmp_path: Path, registry: CollectorRegistry) -> Iterator[AppFactory]:
-    """``make_app(**config)``: the service on a fresh database and registry, quiet by default."""
+def make_app(tmp_path: Path, registry: CollectorRegistry, spans: Spans) -> Iterator[AppFactory]:
+    """``make_app(**config)``: the service on a fresh database, registry and tracer provider,
+    quiet by default."""
     apps: list[Flask] = []
 
     def factory(**config: Any) -> Flask:
         settings = {**QUIET, "EXAMPLE_DATABASE_URL": f"sqlite:///{tmp_path / 'shop.sqlite3'}"}
-        app = create_app({**settings, **config}, registry=registry)
+        app = create_app({**settings, **config}, registry=registry, tracer_provider=spans.provider)
         apps.append(app)
         return app
 
@@ -397,3 +398,21 @@ def test_banner_prints_the_urls(host: str, hint: Optional[str]) -> None:
     assert "python -m example_app.load" in text
     if hint is not None:
         assert hint in text
+
+
+def test_an_order_is_one_trace_with_the_checkout_steps_under_it(
+    make_app: AppFactory, spans: Spans
+) -> None:
+    response = make_app().test_client().post("/orders", json=ORDER)
+    assert response.status_code == 201
+    by_name = {span.name: span for span in spans.finished()}
+    server = by_name["POST /orders"]
+    order = by_name[PROCESS_ORDER]
+    assert order.parent.span_id == server.context.span_id
+    assert order.attributes["user.id"] == ORDER["user_id"]
+    for step in STEPS:
+        span = by_name[STEP_LABELS[step]]
+        assert span.parent.span_id == order.context.span_id
+        assert span.context.trace_id == server.context.trace_id
+    inventory = by_name[STEP_LABELS["check_inventory"]]
+    assert inventory.attributes["order.items"] == len(ORDER["items"])
