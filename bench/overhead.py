@@ -1,15 +1,31 @@
 """How much flask-observe adds to a request and to a scrape, next to the usual alternatives.
 
 Run with ``make bench`` (or ``python bench/overhead.py --help``). Copies of the same one-route
-app are built: bare Flask; Flask with ``Observe`` recording metrics only; Flask with
-``Observe`` as it comes (metrics, request IDs and the JSON access log); Flask with
-prometheus-flask-exporter's ``PrometheusMetrics`` labelling by route template; and bare Flask
-with an access log written by hand in ``after_request`` through python-json-logger. Each has
-its own registry, and every log line goes to ``os.devnull``, written and flushed line by line
-as on a real stderr. Each is called through its WSGI callable, with no server or socket in the
-interleaved rounds (the order shuffled every round) with the garbage collector paused inside a
-timed batch. Overheads are paired: each round's cost minus the same round's bare cost, so a
-slow moment of a shared machine shifts both sides. Medians over the rounds are printed.
+app are built:
+
+- bare Flask;
+- ``Observe`` recording metrics only: the JSON logs, the access log and tracing off;
+- ``Observe`` with metrics, request IDs and the JSON access log, tracing off;
+- ``Observe`` in full: metrics, the access log and native request spans;
+- ``Observe`` tracing only: native request spans, with metrics, logs and the access log off;
+- prometheus-flask-exporter's ``PrometheusMetrics``, labelling by route template;
+- bare Flask with an access log written by hand in ``after_request`` through
+  python-json-logger;
+- bare Flask with opentelemetry-instrumentation-flask's ``FlaskInstrumentor`` alone;
+- the peer stack: prometheus-flask-exporter, ``FlaskInstrumentor`` and the hand-written
+  access log together on one app.
+
+Each has its own registry. Every app that traces has its own SDK ``TracerProvider``, which
+samples every request (``ParentBased(TraceIdRatioBased(1.0))``) and hands each ended span to
+a ``BatchSpanProcessor`` whose exporter drops it at once: the spans are made, queued and
+batched as in production, and only the network is left out. The global tracer provider is
+never set, and the environment is left as it is (``OTEL_SEMCONV_STABILITY_OPT_IN`` included):
+each package runs as its users get it. Every log line goes to ``os.devnull``, written and
+flushed line by line as on a real stderr. Each app is called through its WSGI callable, with
+no server or socket, in interleaved rounds (the order shuffled every round) with the garbage
+collector paused inside a timed batch. Overheads are paired: each round's cost minus the same
+round's bare cost, so a slow moment of a shared machine shifts both sides. Medians over the
+rounds are printed.
 
 The scrape is timed on two apps that have served the same traffic over 50 routes x 4 methods
 x 5 statuses: one ``GET /metrics`` through the WSGI callable, Prometheus text format.
@@ -30,11 +46,17 @@ import random
 import statistics
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from importlib.metadata import version
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from flask import Flask, Response, g, request
+from opentelemetry import trace
+from opentelemetry.instrumentation.flask import FlaskInstrumentor
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_flask_exporter import PrometheusMetrics
@@ -43,14 +65,21 @@ from pythonjsonlogger.json import JsonFormatter
 from flask_observe import Observe
 
 Kind = str
-KINDS: tuple[Kind, ...] = ("bare", "flask-observe", "flask-observe+logs", "exporter", "by-hand")
-LABELS = {
+LABELS: dict[Kind, str] = {
     "bare": "bare Flask",
-    "flask-observe": "flask-observe, metrics",
-    "flask-observe+logs": "flask-observe, default",
+    "observe-metrics": "flask-observe, metrics",
+    "observe-logs": "flask-observe, metrics + logs",
+    "observe-full": "flask-observe, full",
+    "observe-tracing": "flask-observe, native tracing",
     "exporter": "prometheus-flask-exporter",
     "by-hand": "python-json-logger by hand",
+    "otel-flask": "otel-instrumentation-flask",
+    "peer": "peer stack",
 }
+KINDS: tuple[Kind, ...] = tuple(LABELS)
+#: The kinds whose requests make spans, and the kinds that write flask-observe's access line.
+TRACING_KINDS = frozenset({"observe-full", "observe-tracing", "otel-flask", "peer"})
+ACCESS_LINE_KINDS = frozenset({"observe-logs", "observe-full"})
 #: Where log lines go while the benchmark runs.
 DEVNULL = open(os.devnull, "w")  # noqa: SIM115 - open for the life of the process
 METHODS = ("GET", "POST", "PUT", "DELETE")
@@ -62,20 +91,101 @@ MAX_REQUEST_RATIO = 1.15
 MAX_SCRAPE_RATIO = 0.5
 #: The access log must cost less than one written by hand with python-json-logger.
 MAX_ACCESS_LOG_SHARE = 1.0
+#: Native request spans must cost at most half of opentelemetry-instrumentation-flask's.
+MAX_NATIVE_TRACING_SHARE = 0.5
+#: All three pillars together: at most 2.5 times a bare Flask request, and at most a third
+#: of the overhead of the peer stack that gives the same.
+MAX_FULL_REQUEST_RATIO = 2.5
+MAX_FULL_OVERHEAD_SHARE = 1 / 3
 
 
-def instrument(app: Flask, kind: Kind) -> Flask:
-    """Add *kind*'s instrumentation to *app*, metrics each on a registry of its own."""
-    if kind == "flask-observe":
-        app.config.update(OBSERVE_LOG_JSON=False, OBSERVE_ACCESS_LOG=False)
+class DroppingExporter(SpanExporter):
+    """Drops every span at once, counting them, so the check can tell that spans were ended."""
+
+    def __init__(self) -> None:
+        self.spans = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.spans += len(spans)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+@dataclass
+class Tracing:
+    """The tracer provider of one app, and the exporter at the end of its batch processor."""
+
+    provider: TracerProvider
+    exporter: DroppingExporter
+
+
+#: Every provider made, to be shut down at the end of the run.
+PROVIDERS: list[TracerProvider] = []
+
+
+def new_tracing() -> Tracing:
+    """A provider of one app's own: every request sampled, spans batched, then dropped."""
+    exporter = DroppingExporter()
+    provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(1.0)))
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    PROVIDERS.append(provider)
+    return Tracing(provider, exporter)
+
+
+#: flask-observe without tracing. ``never`` keeps it from making a tracer provider of its
+#: own, which it would also set as the global one.
+TRACING_OFF = {"OBSERVE_TRACING_INSTRUMENTATION": "off", "OBSERVE_TRACING_SETUP": "never"}
+LOGS_OFF = {"OBSERVE_LOG_JSON": False, "OBSERVE_ACCESS_LOG": False}
+
+
+def instrument(app: Flask, kind: Kind) -> Optional[Tracing]:
+    """Add *kind*'s instrumentation to *app*, metrics each on a registry of its own; return
+    the app's tracing, for the kinds that trace."""
+    tracing = new_tracing() if kind in TRACING_KINDS else None
+    if kind == "observe-metrics":
+        app.config.update(**LOGS_OFF, **TRACING_OFF)
         Observe(app, registry=CollectorRegistry())
-    elif kind == "flask-observe+logs":
+    elif kind == "observe-logs":
+        app.config.update(**TRACING_OFF)
         Observe(app, registry=CollectorRegistry())
+    elif kind == "observe-full":
+        assert tracing is not None
+        app.config.update(OBSERVE_TRACING_INSTRUMENTATION="native")
+        Observe(app, registry=CollectorRegistry(), tracer_provider=tracing.provider)
+    elif kind == "observe-tracing":
+        assert tracing is not None
+        app.config.update(
+            OBSERVE_METRICS_ENABLED=False, OBSERVE_TRACING_INSTRUMENTATION="native", **LOGS_OFF
+        )
+        Observe(app, registry=CollectorRegistry(), tracer_provider=tracing.provider)
     elif kind == "exporter":
         PrometheusMetrics(app, registry=CollectorRegistry(), group_by="url_rule")
     elif kind == "by-hand":
         access_log_by_hand(app)
-    return app
+    elif kind == "otel-flask":
+        assert tracing is not None
+        otel_flask(app, tracing.provider)
+    elif kind == "peer":
+        assert tracing is not None
+        PrometheusMetrics(app, registry=CollectorRegistry(), group_by="url_rule")
+        otel_flask(app, tracing.provider)
+        access_log_by_hand(app)
+    return tracing
+
+
+def otel_flask(app: Flask, provider: TracerProvider) -> None:
+    """opentelemetry-instrumentation-flask on *app*, with the app's own tracer provider.
+
+    No ``meter_provider``: as its users get it by default, the instrumentation then records
+    its duration histograms on the global meter provider, a no-op proxy until the
+    application sets one (this benchmark never does).
+    """
+    FlaskInstrumentor().instrument_app(app, tracer_provider=provider)
 
 
 def access_log_by_hand(app: Flask) -> None:
@@ -109,14 +219,14 @@ def access_log_by_hand(app: Flask) -> None:
         return response
 
 
-def one_route_app(kind: Kind) -> Flask:
+def one_route_app(kind: Kind) -> tuple[Flask, Optional[Tracing]]:
     app = Flask(f"bench_{kind.replace('-', '_')}")
 
     @app.get("/orders/<int:order_id>")
     def get_order(order_id: int) -> dict[str, Any]:
         return {"id": order_id, "status": "paid"}
 
-    return instrument(app, kind)
+    return app, instrument(app, kind)
 
 
 def many_routes_app(kind: Kind, routes: int) -> Flask:
@@ -128,7 +238,8 @@ def many_routes_app(kind: Kind, routes: int) -> Flask:
 
     for i in range(routes):
         app.add_url_rule(f"/r{i}/<int:item>", f"r{i}", view, methods=list(METHODS))
-    return instrument(app, kind)
+    instrument(app, kind)
+    return app
 
 
 def _start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
@@ -169,8 +280,9 @@ def caller(app: Flask, method: str, path: str, query: str = "") -> Callable[[], 
     return call
 
 
-def check_once(kind: Kind, call: Callable[[], bytes]) -> None:
-    """Refuse to time an app that does not answer, or log, as it should."""
+def check_once(kind: Kind, call: Callable[[], bytes], tracing: Optional[Tracing]) -> None:
+    """Refuse to time an app that does not answer, log or trace as it should."""
+    exported = tracing.exporter.spans if tracing is not None else 0
     stderr, sys.stderr = sys.stderr, io.StringIO()
     try:
         body = call()
@@ -180,9 +292,15 @@ def check_once(kind: Kind, call: Callable[[], bytes]) -> None:
     if b'"id":42' not in body.replace(b" ", b""):
         raise SystemExit(f"{kind}: the benchmark app did not answer as expected")
     logged = [json.loads(line) for line in lines]
-    expected = 1 if kind == "flask-observe+logs" else 0
+    expected = 1 if kind in ACCESS_LINE_KINDS else 0
     if len(logged) != expected or (logged and logged[0]["status"] != 200):
         raise SystemExit(f"{kind}: expected {expected} access line(s), got {lines!r}")
+    if kind == "observe-full" and not logged[0].get("trace_id"):
+        raise SystemExit(f"{kind}: the access line has no trace_id: {lines!r}")
+    if tracing is not None:
+        tracing.provider.force_flush()
+        if tracing.exporter.spans - exported < 1:
+            raise SystemExit(f"{kind}: the request ended no span")
 
 
 def timed_batch(call: Callable[[], Any], count: int) -> float:
@@ -200,10 +318,14 @@ def timed_batch(call: Callable[[], Any], count: int) -> float:
 
 def request_overhead(rounds: int, batch: int, seed: int) -> dict[Kind, tuple[float, float]]:
     """Per kind: the median microseconds per request, and the median paired overhead."""
-    calls = {kind: caller(one_route_app(kind), "GET", "/orders/42") for kind in KINDS}
-    for kind, call in calls.items():
-        check_once(kind, call)
+    calls = {}
+    for kind in KINDS:
+        app, tracing = one_route_app(kind)
+        calls[kind] = call = caller(app, "GET", "/orders/42")
+        check_once(kind, call, tracing)
         timed_batch(call, max(batch // 4, 50))  # warm up
+    if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        raise SystemExit("the global tracer provider was set: each app must use its own")
     order = list(KINDS)
     shuffle = random.Random(seed).shuffle
     per_round: dict[Kind, list[float]] = {kind: [] for kind in KINDS}
@@ -223,7 +345,7 @@ def request_overhead(rounds: int, batch: int, seed: int) -> dict[Kind, tuple[flo
 
 def scrape_cost(routes: int, repeats: int, scrapes: int, seed: int) -> dict[Kind, Any]:
     """Per metrics kind: median milliseconds per scrape, body bytes, samples exposed."""
-    kinds = ["flask-observe", "exporter"]
+    kinds = ["observe-metrics", "exporter"]
     scrape = {}
     for kind in kinds:
         app = many_routes_app(kind, routes)
@@ -252,7 +374,7 @@ def verdict(value: float, limit: float) -> str:
     return "ok" if value <= limit else "MISS"
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=40, help="interleaved rounds (40)")
     parser.add_argument("--batch", type=int, default=2000, help="requests per batch (2000)")
@@ -263,12 +385,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.batch, args.scrapes = 8, 500, 10
+    try:
+        report(args)
+    finally:
+        for provider in PROVIDERS:
+            provider.shutdown()
+    return 0
 
+
+def report(args: argparse.Namespace) -> None:
     print(
         f"Python {platform.python_version()}, Flask {version('flask')}, "
         f"prometheus_client {version('prometheus_client')}, flask-observe "
         f"{version('flask-observe')}, prometheus-flask-exporter "
-        f"{version('prometheus-flask-exporter')}"
+        f"{version('prometheus-flask-exporter')}, opentelemetry-sdk "
+        f"{version('opentelemetry-sdk')}, opentelemetry-instrumentation-flask "
+        f"{version('opentelemetry-instrumentation-flask')}"
     )
     print(
         f"GET /orders/<int:order_id> through the WSGI callable: {args.rounds} interleaved "
@@ -280,35 +412,44 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         sys.stderr = stderr
     bare = costs["bare"][0]
-    print(f"  {'':30}{'us/request':>12}{'overhead us':>13}{'x bare':>9}")
+    print(f"  {'':32}{'us/request':>12}{'overhead us':>13}{'x bare':>9}")
     for kind, (per_request, overhead) in costs.items():
         extra = "-" if kind == "bare" else f"{overhead:.1f}"
-        print(f"  {LABELS[kind]:30}{per_request:>12.1f}{extra:>13}{per_request / bare:>9.3f}")
+        print(f"  {LABELS[kind]:32}{per_request:>12.1f}{extra:>13}{per_request / bare:>9.3f}")
 
     scrape = scrape_cost(routes=args.routes, repeats=2, scrapes=args.scrapes, seed=args.seed)
     print(
         f"\nGET /metrics after {args.routes} routes x {len(METHODS)} methods x "
         f"{len(STATUSES)} statuses, text format: {args.scrapes} scrapes each, medians"
     )
-    print(f"  {'':30}{'ms/scrape':>12}{'bytes':>13}{'samples':>9}")
+    print(f"  {'':32}{'ms/scrape':>12}{'bytes':>13}{'samples':>9}")
     for kind, (ms, size, samples) in scrape.items():
-        print(f"  {LABELS[kind]:30}{ms:>12.2f}{size:>13}{samples:>9}")
+        print(f"  {LABELS[kind]:32}{ms:>12.2f}{size:>13}{samples:>9}")
 
-    share = costs["flask-observe"][1] / costs["exporter"][1]
-    ratio = costs["flask-observe"][0] / bare
-    scrape_ratio = scrape["flask-observe"][0] / scrape["exporter"][0]
-    # The access log's own cost: the default setup over metrics only, paired per round as
-    # the overheads are, against the hand-written line over bare Flask.
-    logs_share = (costs["flask-observe+logs"][1] - costs["flask-observe"][1]) / costs["by-hand"][1]
-    print("\n  target                                      measured   limit")
+    overhead = {kind: cost[1] for kind, cost in costs.items()}
+    share = overhead["observe-metrics"] / overhead["exporter"]
+    ratio = costs["observe-metrics"][0] / bare
+    scrape_ratio = scrape["observe-metrics"][0] / scrape["exporter"][0]
+    # The access log's own cost: metrics + logs over metrics only, paired per round as the
+    # overheads are, against the hand-written line over bare Flask.
+    logs_share = (overhead["observe-logs"] - overhead["observe-metrics"]) / overhead["by-hand"]
+    # Native tracing's own cost is its row's overhead over bare Flask: metrics and logs are
+    # off there, so it also carries the pipeline's wrapper, which any flask-observe setup
+    # pays (the estimate errs against flask-observe).
+    tracing_share = overhead["observe-tracing"] / overhead["otel-flask"]
+    full_ratio = costs["observe-full"][0] / bare
+    full_share = overhead["observe-full"] / overhead["peer"]
+    print("\n  target                                            measured   limit")
     for name, value, limit in (
         ("overhead, flask-observe / exporter", share, MAX_OVERHEAD_SHARE),
         ("request, flask-observe / bare Flask", ratio, MAX_REQUEST_RATIO),
         ("scrape, flask-observe / exporter", scrape_ratio, MAX_SCRAPE_RATIO),
         ("access log, flask-observe / by hand", logs_share, MAX_ACCESS_LOG_SHARE),
+        ("tracing, native / otel-instrumentation-flask", tracing_share, MAX_NATIVE_TRACING_SHARE),
+        ("request, flask-observe full / bare Flask", full_ratio, MAX_FULL_REQUEST_RATIO),
+        ("overhead, flask-observe full / peer stack", full_share, MAX_FULL_OVERHEAD_SHARE),
     ):
-        print(f"  {name:42}{value:>10.3f}{limit:>8.3f}  {verdict(value, limit)}")
-    return 0
+        print(f"  {name:46}{value:>10.3f}{limit:>8.3f}  {verdict(value, limit)}")
 
 
 if __name__ == "__main__":
