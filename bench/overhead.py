@@ -81,7 +81,8 @@ KINDS: tuple[Kind, ...] = tuple(LABELS)
 TRACING_KINDS = frozenset({"observe-full", "observe-tracing", "otel-flask", "peer"})
 ACCESS_LINE_KINDS = frozenset({"observe-logs", "observe-full"})
 #: Where log lines go while the benchmark runs.
-DEVNULL = open(os.devnull, "w")  # noqa: SIM115 - open for the life of the process
+#: Line-buffered, as sys.stderr is since Python 3.9 even when it is not a terminal.
+DEVNULL = open(os.devnull, "w", buffering=1)  # noqa: SIM115 - open for the life of the process
 METHODS = ("GET", "POST", "PUT", "DELETE")
 STATUSES = (200, 201, 400, 404, 500)
 

@@ -189,6 +189,10 @@ class JsonLogFormatter(JsonFormatter):
 
     def format(self, record: logging.LogRecord) -> str:
         try:
+            if _ACCESS_ATTR in record.__dict__:
+                # Ours, with known fields: no message to interpolate, no exception, no
+                # caller's fields; the encoding is still python-json-logger's.
+                return self.serialize_log_record(self._access_fields(record))
             return super().format(record)
         except Exception as exc:
             fallback = self._core(record, getattr(record, "message", None) or str(record.msg))
@@ -199,6 +203,17 @@ class JsonLogFormatter(JsonFormatter):
                     for key, value in fallback.items()
                 }
             )
+
+    def _access_fields(self, record: logging.LogRecord) -> dict[str, Any]:
+        """The access line: the common fields, then the access fields the record has. No
+        redaction: they are ours, and the query string was redacted when it was read."""
+        data = self._core(record, record.msg)
+        fields = record.__dict__
+        for key in _ACCESS_FIELDS:
+            value = fields.get(key, _MISSING)
+            if value is not _MISSING:
+                data[key] = value
+        return data
 
     def _core(self, record: logging.LogRecord, event: str) -> dict[str, Any]:
         """The fields every line has, and those of the request it was logged in."""
@@ -237,15 +252,6 @@ class JsonLogFormatter(JsonFormatter):
         message_dict: dict[str, Any],
     ) -> None:
         log_data.update(self._core(record, record.message))
-        if getattr(record, _ACCESS_ATTR, False):
-            # The access line's fields are known and ours: no search of the record, no
-            # redaction (its query string was redacted when it was read).
-            fields = record.__dict__
-            for key in _ACCESS_FIELDS:
-                value = fields.get(key, _MISSING)
-                if value is not _MISSING:
-                    log_data[key] = value
-            return
         own: dict[str, Any] = {}
         # python-json-logger put the formatted traceback and stack here; they become fields.
         traceback = message_dict.pop("exc_info", None) or record.exc_text
@@ -313,6 +319,8 @@ class TraceContextFilter(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if _ACCESS_ATTR in record.__dict__:
+            return True  # the access line carries its request's span IDs already
         ids = span_ids(trace.get_current_span())
         if ids is not None:
             record.trace_id, record.span_id = ids
@@ -330,10 +338,10 @@ class ObserveHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            line = self.format(record)
             stream = sys.stderr
-            stream.write(line + "\n")
-            stream.flush()
+            stream.write(self.format(record) + "\n")
+            if not getattr(stream, "line_buffering", False):  # sys.stderr is; others may not be
+                stream.flush()
         except Exception:
             self.handleError(record)
 

@@ -405,14 +405,16 @@ class TraceSink:
         span, token = observation.span
         try:
             route = observation.route
+            status = observation.status or 500
+            attributes: dict[str, Any] = {"http.response.status_code": status}
             if route is not None:
                 if observation.method != "_OTHER":
                     span.update_name(f"{observation.method} {route}")
-                span.set_attribute("http.route", route)
-            status = observation.status or 500
-            span.set_attribute("http.response.status_code", status)
+                attributes = {"http.route": route, **attributes}
             if status >= 500:
-                span.set_attribute("error.type", str(status))
+                attributes["error.type"] = str(status)
+            span.set_attributes(attributes)  # one lock and one pass, not one per attribute
+            if status >= 500:
                 error = observation.error
                 if error is not None:
                     span.record_exception(error)
@@ -579,14 +581,17 @@ def tracer_for(
 
     A provider given to ``Observe`` is used as it is. ``auto`` uses the global provider if
     one is set, else makes one and sets it as the global provider; ``always`` makes one for
-    the app (and sets it as the global provider only if none is set); ``never`` uses the
-    global provider, a no-op one until the application sets its own.
+    the app (and sets it as the global provider only if none is set); ``never``, and
+    ``OBSERVE_TRACING_INSTRUMENTATION = "off"``, use the global provider, a no-op one until
+    the application sets its own.
     """
     provider: trace.TracerProvider
     if given is not None:
         provider = given
-    elif settings.tracing_setup == "never" or (
-        settings.tracing_setup == "auto" and _is_set(trace.get_tracer_provider())
+    elif (
+        settings.tracing_setup == "never"
+        or settings.tracing_instrumentation == "off"
+        or (settings.tracing_setup == "auto" and _is_set(trace.get_tracer_provider()))
     ):
         provider = trace.get_tracer_provider()
     else:
