@@ -2,11 +2,11 @@
 
 The formatting is python-json-logger's: :class:`JsonLogFormatter` subclasses its
 ``JsonFormatter`` and only decides which fields go in, in which order, under which names
-(those of the design: ``timestamp``, ``level``, ``logger``, ``event``, ``service``, then
-the request's ``request_id``, ``method``, ``route`` and ``path``, then the caller's own
-fields). The request's context travels in a :class:`contextvars.ContextVar`, so a record
-logged anywhere while the request is served, or in a thread or task started with a copy
-of the context, carries it.
+(``timestamp``, ``level``, ``logger``, ``event``, ``service``, then the request's
+``request_id``, the span's ``trace_id`` and ``span_id``, the request's ``method``,
+``route`` and ``path``, then the caller's own fields). The request's context travels in a
+:class:`contextvars.ContextVar`, so a record logged anywhere while the request is served,
+or in a thread or task started with a copy of the context, carries it.
 
 The log sink gives each request its ID and writes the access line when it finishes.
 """
@@ -230,9 +230,9 @@ class JsonLogFormatter(JsonFormatter):
         if observation is not None:
             data["request_id"] = observation.request_id
         # The span current where the record was made (TraceContextFilter), else the
-        # request's: the access line is written after its span has ended.
+        # request's (the access line, which the filter leaves alone).
         trace_id = record.__dict__.get("trace_id")
-        if trace_id is not None:
+        if trace_id:
             data["trace_id"] = trace_id
             data["span_id"] = record.__dict__.get("span_id")
         elif observation is not None and observation.trace_id is not None:
@@ -311,9 +311,10 @@ class ConsoleLogFormatter(JsonLogFormatter):
 class TraceContextFilter(logging.Filter):
     """Stamps each record with the IDs of the span current where it was logged.
 
-    Adds ``trace_id`` (32 lower-case hex digits) and ``span_id`` (16) to every record logged
-    inside a sampled span, and nothing to the others. flask-observe's handler has one; add
-    it to a handler of your own to use ``%(trace_id)s`` in its format.
+    Sets ``trace_id`` (32 lower-case hex digits) and ``span_id`` (16) on every record logged
+    inside a sampled span, and empty strings on the others, unless they already have them.
+    flask-observe's handler has one; add it to a handler of your own to use
+    ``%(trace_id)s`` in its format.
 
     .. versionadded:: 0.1
     """
@@ -324,6 +325,9 @@ class TraceContextFilter(logging.Filter):
         ids = span_ids(trace.get_current_span())
         if ids is not None:
             record.trace_id, record.span_id = ids
+        else:  # empty, so that a format with %(trace_id)s works outside spans too
+            record.__dict__.setdefault("trace_id", "")
+            record.__dict__.setdefault("span_id", "")
         return True
 
 

@@ -17,6 +17,7 @@ import inspect
 import logging
 import os
 import re
+import threading
 from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable, Optional, TypeVar, Union, overload
@@ -53,7 +54,6 @@ SCOPE = "flask_observe"
 #: function's arguments, or a callable given the call's arguments.
 AttributeSource = Union[str, Callable[..., Any]]
 
-_OTEL_TYPES = (str, bool, int, float)
 _MAX_VALUE_CHARS = 256
 
 
@@ -68,10 +68,11 @@ def current_tracer() -> Tracer:
 
 
 def _attribute_value(value: Any) -> Any:
-    """*value* as OpenTelemetry takes it: a scalar as it is, anything else as clipped text."""
-    if isinstance(value, _OTEL_TYPES):
+    """*value* as OpenTelemetry takes it: a number or boolean as it is, anything else as
+    text clipped to 256 characters."""
+    if isinstance(value, (bool, int, float)):
         return value
-    text = str(value)
+    text = value if isinstance(value, str) else str(value)
     return text if len(text) <= _MAX_VALUE_CHARS else text[:_MAX_VALUE_CHARS] + "..."
 
 
@@ -240,9 +241,10 @@ def _instrument(fn: F, call: _Call) -> F:
 def traced(fn: F, /) -> F: ...
 @overload
 def traced(
-    name: Optional[str] = None,
+    fn_or_name: Optional[str] = None,
     /,
     *,
+    name: Optional[str] = None,
     attributes: Optional[Mapping[str, AttributeSource]] = None,
     record_args: bool = False,
 ) -> Callable[[F], F]: ...
@@ -252,6 +254,7 @@ def traced(
     fn_or_name: Any = None,
     /,
     *,
+    name: Optional[str] = None,
     attributes: Optional[Mapping[str, AttributeSource]] = None,
     record_args: bool = False,
 ) -> Any:
@@ -267,21 +270,25 @@ def traced(
 
     Without a tracer provider the spans are OpenTelemetry's no-op ones and cost little.
 
-    :param fn_or_name: the span name; default ``module.qualname`` of the function.
+    :param fn_or_name: the span name; default ``module.qualname`` of the function. It may
+        be given as ``name=`` too, as with :func:`~flask_observe.timed`.
     :param attributes: span attributes to set from each call: each maps an attribute name to
         the name of one of the function's arguments, or to a callable that is given the
         call's arguments and returns the value. A callable that raises leaves its attribute
         out; it never fails the call.
-    :param record_args: also record every argument as ``code.arg.<name>`` (as text, clipped
-        to 256 characters). Off by default, so no argument value leaves the process unless
-        asked.
+    :param record_args: also record every argument as ``code.arg.<name>``: numbers and
+        booleans as they are, anything else as text clipped to 256 characters (as are the
+        values of *attributes*). Off by default, so no argument value leaves the process
+        unless asked.
 
     .. versionadded:: 0.1
     """
     if callable(fn_or_name):
         fn: Callable[..., Any] = fn_or_name
         return _instrument(fn, _Call(fn, _default_name(fn), {}, False))
-    name = fn_or_name
+    if fn_or_name is not None and name is not None:
+        raise TypeError("give the span name once: @traced('name') or @traced(name='name')")
+    name = fn_or_name if name is None else name
     if name is not None and (not isinstance(name, str) or not name):
         raise TypeError(f"the span name must be a non-empty string, not {name!r}")
 
@@ -398,7 +405,8 @@ class TraceSink:
             kind=SpanKind.SERVER,
             attributes=attributes,
         )
-        observation.span = (span, context.attach(trace.set_span_in_context(span)))
+        # In the extracted context, so that its baggage is current too.
+        observation.span = (span, context.attach(trace.set_span_in_context(span, parent)))
         _adopt(observation, span)
 
     def finish(self, observation: Observation) -> None:
@@ -408,8 +416,8 @@ class TraceSink:
             status = observation.status or 500
             attributes: dict[str, Any] = {"http.response.status_code": status}
             if route is not None:
-                if observation.method != "_OTHER":
-                    span.update_name(f"{observation.method} {route}")
+                method = observation.environ.get("REQUEST_METHOD", "")
+                span.update_name(f"{method if method in _KNOWN_METHODS else 'HTTP'} {route}")
                 attributes = {"http.route": route, **attributes}
             if status >= 500:
                 attributes["error.type"] = str(status)
@@ -436,9 +444,12 @@ class SpanReader:
     start: Optional[Callable[[Observation], None]] = None
 
     def read(self) -> None:
-        observation = request.environ.get(ENVIRON_KEY)
-        if observation is not None:
-            _adopt(observation, trace.get_current_span())
+        try:
+            observation = request.environ.get(ENVIRON_KEY)
+            if observation is not None:
+                _adopt(observation, trace.get_current_span())
+        except Exception:  # correlation is never worth a failed request
+            _log.debug("Could not read the request span", exc_info=True)
 
     def finish(self, observation: Observation) -> None:
         pass
@@ -476,36 +487,51 @@ class _CountingExporter(SpanExporter):
         return self._inner.force_flush(timeout_millis)
 
 
+class _CountingQueue(deque):  # type: ignore[type-arg]
+    """A batch processor's span queue that counts the spans a full queue pushes out.
+
+    The SDK's queue is a ``deque`` with a ``maxlen``: appending to it when full silently
+    drops the oldest span. Counting at that append, under a lock that taking spans off the
+    queue also goes through, counts each dropped span exactly once.
+    """
+
+    def __init__(self, maxlen: int, on_drop: OnDrop) -> None:
+        super().__init__((), maxlen)
+        self._lock = threading.Lock()
+        self._on_drop = on_drop
+
+    def appendleft(self, item: Any) -> None:
+        with self._lock:
+            full = len(self) == self.maxlen
+            super().appendleft(item)
+        if full:
+            self._on_drop("queue_full", 1)
+
+    def pop(self) -> Any:  # type: ignore[override]  # deque.pop takes no index
+        with self._lock:
+            return super().pop()
+
+
 class _CountingBatchProcessor(BatchSpanProcessor):
     """The SDK's batch processor, counting the spans it drops because its queue is full.
 
-    The SDK keeps no count of them, only a log line it repeats at most every 20 seconds; its
-    queue is a ``deque`` with a ``maxlen``, read here before each span joins it. Should a
-    later SDK hide the queue, the count stays at zero and a warning says so at start-up.
+    The SDK keeps no count of them, only a log line it repeats at most every 20 seconds.
+    Its queue (a private attribute, the same in SDK 1.41 and 1.45) is replaced by a
+    :class:`_CountingQueue` while still empty. Should a later SDK hide it, the count stays
+    at zero and a warning says so at start-up.
     """
 
     def __init__(self, exporter: SpanExporter, on_drop: OnDrop, **options: Any) -> None:
         super().__init__(exporter, **options)
-        self._on_drop = on_drop
-        queue = getattr(getattr(self, "_batch_processor", None), "_queue", None)
-        self._queue: Optional[deque[Any]] = queue if isinstance(queue, deque) else None
-        if self._queue is None or self._queue.maxlen is None:
-            self._queue = None
+        batch = getattr(self, "_batch_processor", None)
+        queue = getattr(batch, "_queue", None)
+        if isinstance(queue, deque) and queue.maxlen is not None and not queue:
+            batch._queue = _CountingQueue(queue.maxlen, on_drop)  # type: ignore[union-attr]
+        else:
             _log.warning(
                 "This opentelemetry-sdk hides its span queue: spans dropped because it is "
                 "full cannot be counted in flask_observe_spans_dropped_total."
             )
-
-    def on_end(self, span: ReadableSpan) -> None:
-        queue = self._queue
-        if (
-            queue is not None
-            and span.context is not None
-            and span.context.trace_flags.sampled
-            and len(queue) >= queue.maxlen  # type: ignore[operator]
-        ):
-            self._on_drop("queue_full", 1)
-        super().on_end(span)
 
 
 def _exporter_name(setting: Optional[str]) -> str:
@@ -533,6 +559,12 @@ def _exporter(settings: Settings) -> Optional[SpanExporter]:
                 OTLPSpanExporter,
             )
         except ImportError:
+            if settings.tracing_exporter is None:  # chosen from the environment
+                _log.warning(
+                    "An OTLP endpoint is set in the environment, but the OTLP exporter is "
+                    "not installed (pip install 'flask-observe[otlp]'): no span is exported."
+                )
+                return None
             raise ConfigError(
                 "OBSERVE_TRACING_EXPORTER",
                 "otlp",

@@ -170,7 +170,7 @@ def test_the_request_span_attributes(app: Flask, spans: Spans) -> None:
     [
         ("GET", "/no/such/page", "GET", 404),
         ("GET", "/no/such/page/12345", "GET", 404),
-        ("BREW", "/orders/1", "HTTP", 405),
+        ("BREW", "/orders/1", "HTTP /orders/<int:order_id>", 405),
         ("GET", "/teapot", "GET /teapot", 503),
     ],
 )
@@ -552,3 +552,83 @@ def test_in_contrib_mode_logs_metrics_and_headers_follow_its_span(
     )
     access = next(line for line in log_lines(capsys) if line["logger"] == "flask_observe.access")
     assert (access["trace_id"], access["span_id"]) == (trace_id, span_id)
+
+
+def test_a_method_outside_the_standard_ones_is_named_http(
+    registry: CollectorRegistry, spans: Spans
+) -> None:
+    app = Flask("shop")
+
+    @app.route("/cache/<key>", methods=["PURGE"])
+    def purge(key: str) -> str:
+        return "purged"
+
+    Observe(app, registry=registry, tracer_provider=spans.provider)
+    assert app.test_client().open("/cache/a", method="PURGE").status_code == 200
+    (server,) = spans.finished()
+    assert server.name == "HTTP /cache/<key>"
+    assert server.attributes["http.request.method"] == "_OTHER"
+    assert server.attributes["http.request.method_original"] == "PURGE"
+
+
+def test_incoming_baggage_is_current_in_the_view(registry: CollectorRegistry, spans: Spans) -> None:
+    from opentelemetry import baggage
+
+    app = Flask("shop")
+    seen: dict[str, Any] = {}
+
+    @app.get("/")
+    def index() -> str:
+        seen["tenant"] = baggage.get_baggage("tenant")
+        return "ok"
+
+    Observe(app, registry=registry, tracer_provider=spans.provider)
+    app.test_client().get(
+        "/",
+        headers={
+            "traceparent": f"00-{PARENT_TRACE}-{PARENT_SPAN}-01",
+            "baggage": "tenant=acme",
+        },
+    )
+    assert seen["tenant"] == "acme"
+
+
+def test_the_span_name_may_be_given_by_keyword(spans: Spans) -> None:
+    app = Flask("shop")
+    Observe(app, registry=CollectorRegistry(), tracer_provider=spans.provider)
+
+    @traced(name="by.keyword")
+    def work() -> int:
+        return 1
+
+    with app.app_context():
+        assert work() == 1
+    assert spans.named("by.keyword").end_time is not None
+    with pytest.raises(TypeError, match="give the span name once"):
+        traced("one", name="two")
+
+
+def test_the_filter_serves_a_handler_of_ones_own(spans: Spans) -> None:
+    import io
+    import logging
+
+    from flask_observe.logs import TraceContextFilter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(message)s trace=%(trace_id)s span=%(span_id)s"))
+    handler.addFilter(TraceContextFilter())
+    logger = logging.getLogger("own.handler")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.warning("outside")
+        with spans.provider.get_tracer("test").start_as_current_span("inside") as span:
+            logger.warning("inside")
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = True
+    outside, inside = stream.getvalue().splitlines()
+    assert outside == "outside trace= span="
+    context = span.get_span_context()
+    assert inside == f"inside trace={context.trace_id:032x} span={context.span_id:016x}"
