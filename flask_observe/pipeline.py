@@ -128,6 +128,9 @@ class RequestPipeline:
         on_sink_error: Callable[[str], None],
     ) -> None:
         self._sinks: tuple[Sink, ...] = ()
+        #: The sinks in the order they finish: last started, first finished, so that a
+        #: sink's context (the request's span) stays around the sinks started after it.
+        self._finishers: tuple[Sink, ...] = ()
         #: ``(name, start)`` of the sinks that have a ``start``.
         self._starters: tuple[tuple[str, Callable[[Observation], None]], ...] = ()
         for sink in sinks:
@@ -147,6 +150,7 @@ class RequestPipeline:
     def add_sink(self, sink: Sink) -> None:
         """Feed every later observation to *sink* too, after the sinks already there."""
         self._sinks = (*self._sinks, sink)
+        self._finishers = self._sinks[::-1]
         if sink.start is not None:
             self._starters = (*self._starters, (sink.name, sink.start))
 
@@ -329,9 +333,7 @@ class RequestPipeline:
         if not observation.endpoint:
             self.resolve(observation)
         failed = observation.failed_sinks
-        # Last started, first finished: a sink's context (the request's span) stays around
-        # the sinks started after it.
-        for sink in reversed(self._sinks):
+        for sink in self._finishers:
             if failed is not None and sink.name in failed:
                 continue
             try:
