@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import weakref
 from bisect import bisect_left
 from collections import Counter as Tally
@@ -54,8 +53,8 @@ _ROUTE_LABELS = ["method", "endpoint"]
 _FOLD_AT = 64
 
 #: What the recorder queues per request: ``(method, endpoint)``, duration, request size,
-#: response size, status, exception class name, and trace ID with the time it ended.
-_Finished = tuple[tuple[str, str], float, int, int, int, Optional[str], Optional[str], float]
+#: response size, status, exception class name, and trace ID.
+_Finished = tuple[tuple[str, str], float, int, int, int, Optional[str], Optional[str]]
 
 _log = logging.getLogger("flask_observe")
 _lock = threading.Lock()
@@ -87,7 +86,7 @@ class _RouteSeries:
         self.duration = [0] * (duration_bounds + 1)
         self.duration_sum = 0.0
         #: Per duration bucket, the trace ID and duration of its latest sampled request.
-        self.exemplars: list[Optional[tuple[str, float, float]]] = [None] * (duration_bounds + 1)
+        self.exemplars: list[Optional[tuple[str, float]]] = [None] * (duration_bounds + 1)
         self.request_size = [0] * (size_bounds + 1)
         self.request_size_sum = 0
         self.response_size = [0] * (size_bounds + 1)
@@ -117,15 +116,16 @@ def _cumulative(counts: list[int], les: list[str]) -> list[tuple[str, float]]:
 
 
 def _with_exemplars(
-    buckets: list[tuple[str, float]], exemplars: list[Optional[tuple[str, float, float]]]
+    buckets: list[tuple[str, float]], exemplars: list[Optional[tuple[str, float]]]
 ) -> list[Any]:
     """Bucket samples with their exemplars: ``trace_id`` of the latest sampled request in
     each. Only the OpenMetrics format shows them; the Prometheus text format leaves them
-    out."""
+    out. They carry no timestamp: it is optional, Prometheus then takes the scrape's, and
+    reading the clock on every request would cost more than it tells."""
     if not any(exemplars):
         return buckets
     return [
-        (le, count, Exemplar({"trace_id": ex[0]}, ex[1], ex[2])) if ex else (le, count)
+        (le, count, Exemplar({"trace_id": ex[0]}, ex[1])) if ex else (le, count)
         for (le, count), ex in zip(buckets, exemplars)
     ]
 
@@ -354,12 +354,12 @@ class HttpMetrics:
         buckets, size_buckets = self.buckets, self.size_buckets
         pop = pending.popleft
         while pending:
-            key, duration, request_size, response_size, status, exception, trace_id, ended = pop()
+            key, duration, request_size, response_size, status, exception, trace_id = pop()
             series = routes.get(key) or series_of(key)
             bucket = bisect_left(buckets, duration)
             series.duration[bucket] += 1
             if trace_id is not None:
-                series.exemplars[bucket] = (trace_id, duration, ended)
+                series.exemplars[bucket] = (trace_id, duration)
             series.duration_sum += duration
             if request_size:
                 series.request_size[bisect_left(size_buckets, request_size)] += 1
@@ -408,7 +408,6 @@ class HttpRecorder:
                 observation.status or 500,
                 observation.exception,
                 observation.trace_id,
-                time.time() if observation.trace_id is not None else 0.0,
             )
         )
         if len(pending) >= _FOLD_AT:
