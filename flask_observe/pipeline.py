@@ -341,6 +341,9 @@ class RequestPipeline:
             except Exception:
                 self._failed(sink.name)
         self._in_flight.discard(observation)
+        # The environ and the observation refer to each other: left so, each request's
+        # observation (and its span) would wait for the cycle collector.
+        observation.environ.pop(ENVIRON_KEY, None)
 
     def _failed(self, name: str) -> None:
         """Count a failure of *name*; log its traceback the first time only, not per request."""
