@@ -56,7 +56,7 @@ def _app(registry: CollectorRegistry, **config: Any) -> Flask:
 
     @app.get("/slow")
     def slow() -> str:
-        time.sleep(0.06)
+        time.sleep(0.3)  # far above the threshold below, as fast requests are far under it
         return "slow"
 
     @app.get("/stream")
@@ -431,7 +431,7 @@ def test_the_access_log_can_be_turned_off(
 def test_sampling_keeps_every_error_and_every_slow_request(
     registry: CollectorRegistry, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    app = _app(registry, OBSERVE_ACCESS_LOG_SAMPLE=0.0, OBSERVE_SLOW_REQUEST_SECONDS=0.05)
+    app = _app(registry, OBSERVE_ACCESS_LOG_SAMPLE=0.0, OBSERVE_SLOW_REQUEST_SECONDS=0.25)
     client = app.test_client()
     for _ in range(20):
         client.get("/orders/1")
