@@ -168,7 +168,7 @@ class _Run:
         start = time.perf_counter()
         status: str
         output: Optional[str]
-        status, output = "fail", "failed"  # if it raises past Exception
+        status, output = "fail", "failed"
         try:
             with app.app_context():
                 value = app.ensure_sync(self.check.fn)()
@@ -176,7 +176,7 @@ class _Run:
                 output = "returned False"
             else:
                 status, output = "pass", None
-        except Exception as exc:
+        except BaseException as exc:  # SystemExit too: it would end the pool's thread
             output = describe(exc)
         finally:
             self.result = CheckResult(status, time.perf_counter() - start, time.time(), output)

@@ -313,7 +313,8 @@ def test_a_hung_check_times_out_and_never_piles_up_threads(
 ) -> None:
     before = set(threading.enumerate())
     app, observe = health_app(OBSERVE_HEALTH_MAX_WORKERS=2)
-    observe.add_health_check("hung", lambda: release.wait(30), timeout=0.2)
+    calls: list[int] = []
+    observe.add_health_check("hung", lambda: calls.append(1) or release.wait(30), timeout=0.2)
     observe.add_health_check("database", _passes)
     client = app.test_client()
 
@@ -332,8 +333,24 @@ def test_a_hung_check_times_out_and_never_piles_up_threads(
         assert checks["hung"]["output"].startswith("timeout: still running after")
         assert checks["database"]["status"] == "pass"
     assert time.monotonic() - start < 0.2 + 0.5  # it is not waited for again
+    assert calls == [1]  # nor started again
     started = [t for t in threading.enumerate() if t not in before]
     assert len(started) <= app.extensions["observe"].health.max_workers == 2
+
+
+def test_idle_workers_end_and_come_back(
+    health_app: HealthApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("flask_observe.health._IDLE_SECONDS", 0.05)
+    before = set(threading.enumerate())
+    app, observe = health_app()
+    observe.add_health_check("exits", lambda: sys.exit(3))
+    client = app.test_client()
+    assert checks_of(client.get("/healthz"))["exits"]["output"] == "SystemExit: 3"
+    (worker,) = [t for t in threading.enumerate() if t not in before]
+    worker.join(timeout=2)
+    assert not worker.is_alive()
+    assert checks_of(client.get("/healthz"))["exits"]["output"] == "SystemExit: 3"
 
 
 def test_each_check_has_its_own_timeout(health_app: HealthApp, release: threading.Event) -> None:
