@@ -11,23 +11,39 @@ import os
 from collections.abc import Mapping
 from typing import Any, Optional
 
-from flask import Flask
+from flask import Flask, current_app
 from opentelemetry.trace import TracerProvider
 from prometheus_client import CollectorRegistry
+from sqlalchemy.engine import Engine
 
-from flask_observe import Observe
+from flask_observe import Observe, sqlalchemy_check
 
 from .models import Database
 from .orders import bp
 from .settings import Settings, default_database_url, load_settings
 
-__all__ = ["SERVICE_NAME", "create_app", "observe"]
+__all__ = ["SERVICE_NAME", "add_health_checks", "create_app", "observe"]
 
 #: The ``service`` the metrics are labelled with, unless the config says otherwise.
 SERVICE_NAME = "shop"
 
 #: The extension, made once and set up on each app by :func:`create_app`.
 observe = Observe()
+
+
+def _engine() -> Engine:
+    """The engine of the app whose health is being checked."""
+    engine: Engine = current_app.extensions["example_app"].database.engine
+    return engine
+
+
+def add_health_checks(extension: Observe) -> None:
+    """Readiness: the app's own database answers ``SELECT 1`` within 2 seconds. The check
+    finds the engine through the app context, so one registration serves every app."""
+    extension.add_health_check("database", sqlalchemy_check(_engine), timeout=2.0)
+
+
+add_health_checks(observe)
 
 
 class ExampleState:
@@ -58,6 +74,9 @@ def create_app(
     """
     app = Flask(__name__)
     app.config["OBSERVE_SERVICE_NAME"] = SERVICE_NAME
+    # A demo on this machine: /healthz shows each check. A real service keeps the default,
+    # or sets OBSERVE_HEALTH_TOKEN, since the details name its dependencies.
+    app.config["OBSERVE_HEALTH_DETAILS"] = "always"
     app.json.sort_keys = False  # type: ignore[attr-defined]
     if config:
         app.config.update(config)
@@ -66,7 +85,9 @@ def create_app(
     if registry is None and tracer_provider is None:
         observe.init_app(app)
     else:
-        Observe(registry=registry, tracer_provider=tracer_provider).init_app(app)
+        extension = Observe(registry=registry, tracer_provider=tracer_provider)
+        add_health_checks(extension)
+        extension.init_app(app)
 
     if settings.database_url == default_database_url(app.instance_path):
         os.makedirs(app.instance_path, exist_ok=True)

@@ -35,7 +35,12 @@ def _loopback_for(host: str) -> Optional[str]:
     return None
 
 
-def banner(host: str, port: int, metrics_path: Optional[str] = "/metrics") -> str:
+def banner(
+    host: str,
+    port: int,
+    metrics_path: Optional[str] = "/metrics",
+    health_path: Optional[str] = "/healthz",
+) -> str:
     """What to print before serving: the service's URLs and how to send it traffic."""
     base = f"http://{_url_host(host)}:{port}"
     lines = [
@@ -45,6 +50,8 @@ def banner(host: str, port: int, metrics_path: Optional[str] = "/metrics") -> st
     ]
     if metrics_path:
         lines.append(f"  metrics  {base}{metrics_path}")
+    if health_path:
+        lines.append(f"  health   {base}{health_path}")
     loopback = _loopback_for(host)
     if loopback is not None:
         lines += [
@@ -84,7 +91,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     except OSError as exc:
         print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
-    print(banner(args.host, server.server_port, app.config.get("OBSERVE_METRICS_PATH")), flush=True)
+    health_path = (
+        app.config["OBSERVE_HEALTH_PATH"] if app.config["OBSERVE_HEALTH_ENABLED"] else None
+    )
+    print(
+        banner(args.host, server.server_port, app.config.get("OBSERVE_METRICS_PATH"), health_path),
+        flush=True,
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:

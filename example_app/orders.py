@@ -78,7 +78,7 @@ def _database() -> Database:
 
 @bp.get("/")
 def index() -> Response:
-    """A map of the service: what to call, and where the metrics are."""
+    """A map of the service: what to call, and where the metrics and health are."""
     links = {
         "create_order": "POST " + url_for(".create_order"),
         "list_orders": "GET " + url_for(".list_orders") + f"?limit={DEFAULT_LIMIT}",
@@ -87,6 +87,8 @@ def index() -> Response:
     metrics_path = current_app.config.get("OBSERVE_METRICS_PATH")
     if metrics_path:
         links["metrics"] = "GET " + metrics_path
+    if current_app.config.get("OBSERVE_HEALTH_ENABLED"):
+        links["health"] = "GET " + current_app.config["OBSERVE_HEALTH_PATH"]
     return jsonify(service=current_app.config["OBSERVE_SERVICE_NAME"], links=links)
 
 

@@ -1,10 +1,25 @@
 """flask-observe: metrics, structured logs, traces and health checks for Flask, in one line."""
 
 from ._version import __version__
+from .checks import disk_space_check, redis_check, sqlalchemy_check, url_check
 from .config import ConfigError
 from .extension import Observe
 from .functions import counted, timed
+from .health import HealthCheckError
 from .logs import get_logger
 from .tracing import traced
 
-__all__ = ["ConfigError", "Observe", "__version__", "counted", "get_logger", "timed", "traced"]
+__all__ = [
+    "ConfigError",
+    "HealthCheckError",
+    "Observe",
+    "__version__",
+    "counted",
+    "disk_space_check",
+    "get_logger",
+    "redis_check",
+    "sqlalchemy_check",
+    "timed",
+    "traced",
+    "url_check",
+]

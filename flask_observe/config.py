@@ -97,6 +97,14 @@ class Settings:
     tracing_sample_ratio: Optional[float]
     tracing_queue_size: Optional[int]
     tracing_batch_size: Optional[int]
+    service_version: Optional[str]
+    health_enabled: bool
+    health_timeout: float
+    health_cache_seconds: float
+    health_details: str
+    health_token: Optional[str]
+    health_startup_grace: float
+    health_max_workers: int
 
 
 # -- validators: each takes (key, value) and returns the clean value or raises ConfigError --
@@ -144,10 +152,19 @@ def _optional_positive_number(key: str, value: Any) -> Optional[float]:
     return None if value is None else _positive_number(key, value)
 
 
-def _optional_count(key: str, value: Any) -> Optional[int]:
-    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+def _count(key: str, value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
         return value
-    raise ConfigError(key, value, "a whole number > 0, or None")
+    raise ConfigError(key, value, "a whole number > 0")
+
+
+def _optional_count(key: str, value: Any) -> Optional[int]:
+    if value is None:
+        return None
+    try:
+        return _count(key, value)
+    except ConfigError:
+        raise ConfigError(key, value, "a whole number > 0, or None") from None
 
 
 def _optional_fraction(key: str, value: Any) -> Optional[float]:
@@ -227,6 +244,13 @@ def _positive_number(key: str, value: Any) -> float:
     if number and math.isfinite(value) and value > 0:
         return float(value)
     raise ConfigError(key, value, "a positive, finite number")
+
+
+def _seconds(key: str, value: Any) -> float:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if number and math.isfinite(value) and value >= 0:
+        return float(value)
+    raise ConfigError(key, value, "a finite number of seconds, 0 or more")
 
 
 def _buckets(key: str, value: Any) -> Optional[tuple[float, ...]]:
@@ -315,6 +339,14 @@ _KEYS: Mapping[str, _Key] = {
     "OBSERVE_TRACING_SAMPLE_RATIO": _Key(None, _optional_fraction),
     "OBSERVE_TRACING_QUEUE_SIZE": _Key(None, _optional_count),
     "OBSERVE_TRACING_BATCH_SIZE": _Key(None, _optional_count),
+    "OBSERVE_SERVICE_VERSION": _Key(None, _optional_str),
+    "OBSERVE_HEALTH_ENABLED": _Key(True, _bool),
+    "OBSERVE_HEALTH_TIMEOUT": _Key(2.0, _positive_number),
+    "OBSERVE_HEALTH_CACHE_SECONDS": _Key(1.0, _seconds),
+    "OBSERVE_HEALTH_DETAILS": _Key(None, _optional_choice("always", "never", "token")),
+    "OBSERVE_HEALTH_TOKEN": _Key(None, _optional_str),
+    "OBSERVE_HEALTH_STARTUP_GRACE": _Key(0.0, _seconds),
+    "OBSERVE_HEALTH_MAX_WORKERS": _Key(8, _count),
 }
 
 KNOWN_KEYS = frozenset(_KEYS)
@@ -361,6 +393,19 @@ def load_settings(
     exclude = get("OBSERVE_EXCLUDE_PATHS")
     if exclude is None:
         exclude = tuple(p for p in (metrics_path, health_path) if p)
+    health_token = get("OBSERVE_HEALTH_TOKEN")
+    health_details = get("OBSERVE_HEALTH_DETAILS")
+    if health_details is None:
+        # Check names and error messages tell an attacker what the app depends on: shown
+        # only to those who hold the token, and to nobody when there is no token.
+        health_details = "never" if health_token is None else "token"
+    elif health_details == "token" and health_token is None:
+        raise ConfigError(
+            "OBSERVE_HEALTH_DETAILS",
+            health_details,
+            "'always' or 'never' while OBSERVE_HEALTH_TOKEN is None: 'token' shows the "
+            "details to requests that send OBSERVE_HEALTH_TOKEN, so set that key too",
+        )
     return Settings(
         # OpenTelemetry's own variable comes next, so that all three pillars agree.
         service_name=get("OBSERVE_SERVICE_NAME") or os.environ.get("OTEL_SERVICE_NAME") or app_name,
@@ -391,4 +436,12 @@ def load_settings(
         tracing_sample_ratio=get("OBSERVE_TRACING_SAMPLE_RATIO"),
         tracing_queue_size=get("OBSERVE_TRACING_QUEUE_SIZE"),
         tracing_batch_size=get("OBSERVE_TRACING_BATCH_SIZE"),
+        service_version=get("OBSERVE_SERVICE_VERSION"),
+        health_enabled=get("OBSERVE_HEALTH_ENABLED"),
+        health_timeout=get("OBSERVE_HEALTH_TIMEOUT"),
+        health_cache_seconds=get("OBSERVE_HEALTH_CACHE_SECONDS"),
+        health_details=health_details,
+        health_token=health_token,
+        health_startup_grace=get("OBSERVE_HEALTH_STARTUP_GRACE"),
+        health_max_workers=get("OBSERVE_HEALTH_MAX_WORKERS"),
     )

@@ -22,7 +22,7 @@ from werkzeug.http import parse_options_header
 
 from .config import Network
 
-__all__ = ["metrics_blueprint", "negotiate"]
+__all__ = ["bearer_matches", "metrics_blueprint", "negotiate"]
 
 Encoder = Callable[[CollectorRegistry], bytes]
 
@@ -89,7 +89,9 @@ def _client_allowed(address: Optional[str], networks: Sequence[Network]) -> bool
     return any(c in network for c in candidates for network in networks)
 
 
-def _bearer_matches(authorization: Optional[str], token: str) -> bool:
+def bearer_matches(authorization: Optional[str], token: str) -> bool:
+    """Whether an ``Authorization`` header holds ``Bearer <token>``, compared in constant
+    time."""
     if not authorization:
         return False
     scheme, _, credentials = authorization.strip().partition(" ")
@@ -112,7 +114,7 @@ def metrics_view() -> Response:
     if networks is not None and not _client_allowed(request.remote_addr, networks):
         return _plain(403, "Forbidden: this address may not read metrics.")
     token = settings.metrics_bearer_token
-    if token is not None and not _bearer_matches(request.headers.get("Authorization"), token):
+    if token is not None and not bearer_matches(request.headers.get("Authorization"), token):
         return _plain(
             401, "Unauthorized: a bearer token is required.", **{"WWW-Authenticate": "Bearer"}
         )

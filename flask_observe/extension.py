@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any, Optional
+from typing import Any, Callable, Optional, TypeVar
 
 from flask import Flask
 from opentelemetry.trace import Tracer, TracerProvider
@@ -13,6 +13,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from .config import Settings, load_settings, set_defaults
 from .exposition import metrics_blueprint
 from .functions import FunctionMetrics
+from .health import HealthChecks, HealthMetrics, HealthMonitor, health_blueprint, make_check
 from .logs import LogSink, install_logging
 from .metrics import HttpMetrics, HttpRecorder
 from .observation import Sink
@@ -22,6 +23,8 @@ from .tracing import DROP_REASONS, TraceSink, instrument_contrib, is_instrumente
 __all__ = ["Observe"]
 
 _log = logging.getLogger("flask_observe")
+
+C = TypeVar("C", bound=Callable[[], object])
 
 #: The sinks whose failures are counted, made visible at 0 from the start so that
 #: ``rate(flask_observe_errors_total[5m])`` has a series to work on before anything fails.
@@ -33,6 +36,7 @@ class _State:
 
     __slots__ = (
         "function_metrics",
+        "health",
         "http_metrics",
         "pipeline",
         "registry",
@@ -50,6 +54,7 @@ class _State:
         pipeline: RequestPipeline,
         tracer_provider: TracerProvider,
         tracer: Tracer,
+        health: Optional[HealthMonitor],
     ) -> None:
         self.settings = settings
         self.registry = registry
@@ -58,15 +63,19 @@ class _State:
         self.pipeline = pipeline
         self.tracer_provider = tracer_provider
         self.tracer = tracer
+        #: ``None`` when :data:`OBSERVE_HEALTH_ENABLED` is ``False``.
+        self.health = health
 
 
 class Observe:
-    """Metrics, structured logs and traces for a Flask app, in one line: ``Observe(app)``.
+    """Metrics, structured logs, traces and health checks for a Flask app, in one line:
+    ``Observe(app)``.
 
     Records the golden signals of every request and serves them at ``/metrics``, writes
-    JSON log lines that carry each request's IDs, and traces each request in a span. In an
-    app factory, make it once and call :meth:`init_app` for each app; one ``Observe`` may
-    serve several apps, each with its own settings.
+    JSON log lines that carry each request's IDs, traces each request in a span, and serves
+    the health checks registered with :meth:`health_check` at ``/healthz``. In an app
+    factory, make it once and call :meth:`init_app` for each app; one ``Observe`` may serve
+    several apps, each with its own settings, and its health checks run for each of them.
 
     :param app: the app to set up now; or call :meth:`init_app` later.
     :param registry: where metrics go; default prometheus_client's global ``REGISTRY``, so a
@@ -96,6 +105,7 @@ class Observe:
     ) -> None:
         self._registry = registry
         self._tracer_provider = tracer_provider
+        self._health_checks = HealthChecks()
         given = {
             "OBSERVE_SERVICE_NAME": service_name,
             "OBSERVE_GROUP_BY": group_by,
@@ -107,7 +117,8 @@ class Observe:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
-        """Set up *app*: validate its ``OBSERVE_*`` config, register hooks and ``/metrics``.
+        """Set up *app*: validate its ``OBSERVE_*`` config, register hooks, ``/metrics`` and
+        ``/healthz``.
 
         :raises RuntimeError: if flask-observe is already set up on *app*.
         :raises ConfigError: if an ``OBSERVE_*`` value is invalid, naming the key.
@@ -160,6 +171,74 @@ class Observe:
             http_metrics.watch(pipeline)
         if settings.metrics_enabled and settings.metrics_path is not None:
             app.register_blueprint(metrics_blueprint(settings.metrics_path))
+        health = None
+        if settings.health_enabled:
+            health_metrics = HealthMetrics.for_registry(registry)
+            health = HealthMonitor(settings, self._health_checks, health_metrics)
+            app.register_blueprint(health_blueprint(settings.health_path))
         app.extensions["observe"] = _State(
-            settings, registry, http_metrics, function_metrics, pipeline, provider, tracer
+            settings, registry, http_metrics, function_metrics, pipeline, provider, tracer, health
         )
+
+    def add_health_check(
+        self,
+        name: str,
+        check: Callable[[], object],
+        *,
+        critical: bool = True,
+        timeout: Optional[float] = None,
+        component_type: Optional[str] = None,
+    ) -> None:
+        """Register *check* as the health check *name*, for every app this object serves.
+
+        The check is called without arguments, inside the app's context, in a thread of the
+        app's health pool; it fails when it raises or returns ``False`` (any other value
+        passes). It may be an ``async def`` function, run as Flask runs async views. Checks
+        added before or after :meth:`init_app` alike run from the next probe on.
+
+        :param name: the check's name in the health body (``name:responseTime``), in
+            ``?exclude=name`` and in the ``check`` label of the metrics: letters, digits,
+            ``_``, ``.`` and ``-``.
+        :param check: the function to call, such as one made by :func:`url_check`.
+        :param critical: whether a failure makes the app unready (``fail``, 503). A
+            failing check that is not critical makes the status ``warn``, still 200.
+        :param timeout: seconds a run may take before it counts as failed with
+            ``timeout``; default :data:`OBSERVE_HEALTH_TIMEOUT`.
+        :param component_type: the ``componentType`` in the health body, such as
+            ``"datastore"``; default the check's own ``component_type`` attribute (the
+            built-in checks have one), else ``"component"``.
+        :raises ValueError: if the name is not allowed or already registered, or the
+            timeout is not a positive number.
+        :raises TypeError: if *check* is not callable.
+
+        .. versionadded:: 0.1
+        """
+        self._health_checks.add(make_check(name, check, critical, timeout, component_type))
+
+    def health_check(
+        self,
+        name: str,
+        *,
+        critical: bool = True,
+        timeout: Optional[float] = None,
+        component_type: Optional[str] = None,
+    ) -> Callable[[C], C]:
+        """Decorate a function to register it as a health check; see
+        :meth:`add_health_check` for the arguments. The function is returned as it is.
+
+        .. code-block:: python
+
+            @observe.health_check("database", timeout=2.0)
+            def database():
+                db.session.execute(text("SELECT 1"))  # raise or return False to fail
+
+        .. versionadded:: 0.1
+        """
+
+        def register(fn: C) -> C:
+            self.add_health_check(
+                name, fn, critical=critical, timeout=timeout, component_type=component_type
+            )
+            return fn
+
+        return register

@@ -72,6 +72,18 @@ def _init(**config: Any) -> Flask:
         ("OBSERVE_TRACING_SAMPLE_RATIO", "10%", "a number from 0 to 1"),
         ("OBSERVE_TRACING_QUEUE_SIZE", 0, "a whole number > 0"),
         ("OBSERVE_TRACING_BATCH_SIZE", 2.5, "a whole number > 0"),
+        ("OBSERVE_SERVICE_VERSION", 2, "non-empty string"),
+        ("OBSERVE_HEALTH_ENABLED", "yes", "True or False"),
+        ("OBSERVE_HEALTH_TIMEOUT", 0, "positive"),
+        ("OBSERVE_HEALTH_TIMEOUT", "2s", "positive"),
+        ("OBSERVE_HEALTH_CACHE_SECONDS", -1, "a finite number of seconds, 0 or more"),
+        ("OBSERVE_HEALTH_CACHE_SECONDS", float("inf"), "a finite number of seconds, 0 or more"),
+        ("OBSERVE_HEALTH_DETAILS", "sometimes", "one of 'always', 'never', 'token', or None"),
+        ("OBSERVE_HEALTH_DETAILS", "token", "while OBSERVE_HEALTH_TOKEN is None"),
+        ("OBSERVE_HEALTH_TOKEN", "", "non-empty string"),
+        ("OBSERVE_HEALTH_STARTUP_GRACE", "30s", "a finite number of seconds, 0 or more"),
+        ("OBSERVE_HEALTH_MAX_WORKERS", 0, "a whole number > 0"),
+        ("OBSERVE_HEALTH_MAX_WORKERS", 2.0, "a whole number > 0"),
     ],
 )
 def test_bad_value_fails_at_init_app_naming_key_value_and_allowed(
@@ -94,6 +106,19 @@ def test_defaults_are_set_on_the_app_config(app: Flask) -> None:
     assert settings.exclude_paths == ("/metrics", "/healthz")
     assert settings.service_name == "shop"
     assert 2.0 in settings.buckets
+
+
+def test_health_settings_defaults() -> None:
+    settings = _init().extensions["observe"].settings
+    assert settings.health_enabled is True
+    assert settings.health_timeout == 2.0
+    assert settings.health_cache_seconds == 1.0
+    assert settings.health_details == "never"
+    assert settings.health_startup_grace == 0.0
+    assert settings.health_max_workers == 8
+    assert settings.service_version is None
+    with_token = _init(OBSERVE_HEALTH_TOKEN="s3cret").extensions["observe"].settings
+    assert with_token.health_details == "token"
 
 
 def test_log_settings_defaults_and_spellings() -> None:

@@ -200,6 +200,17 @@ def test_index_lists_the_urls(client: FlaskClient) -> None:
     assert index["service"] == "shop"
     assert index["links"]["create_order"] == "POST /orders"
     assert index["links"]["metrics"] == "GET /metrics"
+    assert index["links"]["health"] == "GET /healthz"
+
+
+def test_readiness_checks_the_database(client: FlaskClient, registry: CollectorRegistry) -> None:
+    response = client.get("/healthz/ready")
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["status"] == "pass"
+    (database,) = body["checks"]["database:responseTime"]
+    assert (database["status"], database["componentType"]) == ("pass", "datastore")
+    assert registry.get_sample_value("health_check_status", {"check": "database"}) == 1.0
 
 
 # -- failure injection --
@@ -393,7 +404,7 @@ def test_load_refuses_unbounded_runs(arguments: dict[str, Any], message: str) ->
 def test_banner_prints_the_urls(host: str, hint: Optional[str]) -> None:
     text = banner(host, 5000)
     shown = f"[{host}]" if ":" in host else host
-    for path in ("/", "/orders", "/metrics"):
+    for path in ("/", "/orders", "/metrics", "/healthz"):
         assert f"http://{shown}:5000{path}\n" in text
     assert "python -m example_app.load" in text
     if hint is not None:
