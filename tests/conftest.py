@@ -179,11 +179,11 @@ def sample_value(family: Metric, suffix: str = "", **labels: str) -> Optional[fl
     return None
 
 
-def require_binary(name: str) -> str:
+def require_binary(name: str, package: str = "prometheus") -> str:
     """The path of *name*; skip without it locally, fail without it under CI=true."""
     path = shutil.which(name)
     if path is None:
-        message = f"{name} is not installed (Debian package 'prometheus')"
+        message = f"{name} is not installed (Debian package {package!r})"
         if os.environ.get("CI") == "true":
             pytest.fail(message + "; CI must install it")
         pytest.skip(message)
