@@ -294,21 +294,18 @@ def _burn_rate_alerts(settings: Settings, slo: float) -> list[Rule]:
 
 
 def rule_groups(settings: Settings) -> dict[str, Any]:
-    """The content of a Prometheus rule file for the app: ``{"groups": [...]}``."""
-    prefix = f"flask_observe:{settings.service_name}"
-    groups = [
-        {"name": f"{prefix}:recording", "rules": recording_rules(settings)},
-        {"name": f"{prefix}:alerts", "rules": alerting_rules(settings)},
-    ]
+    """The content of a Prometheus rule file for the app: ``{"groups": [...]}``.
+
+    One group, recordings first: Prometheus evaluates the rules of a group in order, so
+    each alert reads the recordings of the same evaluation. Across groups it would read
+    the previous one's, and every ``for`` would start an interval late, at random.
+    """
+    rules = recording_rules(settings)
+    alerts = alerting_rules(settings)
     if settings.slo_availability is not None:
-        groups.append(
-            {
-                "name": f"{prefix}:slo",
-                "rules": _slo_recording_rules(settings)
-                + _burn_rate_alerts(settings, settings.slo_availability),
-            }
-        )
-    return {"groups": groups}
+        rules += _slo_recording_rules(settings)
+        alerts += _burn_rate_alerts(settings, settings.slo_availability)
+    return {"groups": [{"name": f"flask_observe:{settings.service_name}", "rules": rules + alerts}]}
 
 
 def _header(settings: Settings, what: str, command: str) -> list[str]:
