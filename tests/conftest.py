@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -188,6 +189,16 @@ def require_binary(name: str, package: str = "prometheus") -> str:
             pytest.fail(message + "; CI must install it")
         pytest.skip(message)
     return path
+
+
+def run_checked(*command: str, cwd: Optional[str] = None) -> str:
+    """Run a checking tool (promtool, amtool); its standard output, or a failure showing
+    everything it said."""
+    result = subprocess.run(
+        command, cwd=cwd, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
 
 
 @contextlib.contextmanager

@@ -4,7 +4,6 @@ from synthetic series, prove that each alert fires where it should and nowhere e
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from flask_observe.rules import (
     slow_bound,
 )
 
-from .conftest import make_app, require_binary
+from .conftest import make_app, require_binary, run_checked
 
 JOB = "shop"
 INSTANCE = "10.0.0.1:5000"
@@ -104,15 +103,7 @@ def promtool_test(
     (tmp_path / "rules.yml").write_text(rules_yaml(settings))
     document = {"rule_files": ["rules.yml"], "evaluation_interval": every, "tests": tests}
     (tmp_path / "tests.yml").write_text(_yaml.dump(document))
-    result = subprocess.run(
-        [promtool, "test", "rules", "tests.yml"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    run_checked(promtool, "test", "rules", "tests.yml", cwd=str(tmp_path))
 
 
 def test_case(series: list[Any], *checks: tuple[str, str, list[Any]]) -> dict[str, Any]:
@@ -155,15 +146,7 @@ def test_promtool_accepts_the_rules(tmp_path: Path, config: dict[str, Any]) -> N
     settings = _settings(**config)
     path = tmp_path / "rules.yml"
     path.write_text(rules_yaml(settings))
-    result = subprocess.run(
-        [promtool, "check", "rules", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS" in result.stdout
+    assert "SUCCESS" in run_checked(promtool, "check", "rules", str(path))
     assert yaml.safe_load(path.read_text()) == rule_groups(settings)
 
 
@@ -421,8 +404,4 @@ def test_amtool_accepts_the_alertmanager_example(tmp_path: Path) -> None:
     amtool = require_binary("amtool", package="prometheus-alertmanager")
     path = tmp_path / "alertmanager.yml"
     path.write_text(alertmanager_yaml(_settings()))
-    result = subprocess.run(
-        [amtool, "check-config", str(path)], capture_output=True, text=True, timeout=60, check=False
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS" in result.stdout
+    assert "SUCCESS" in run_checked(amtool, "check-config", str(path))
