@@ -10,6 +10,7 @@ from flask import Flask
 from opentelemetry.trace import Tracer, TracerProvider
 from prometheus_client import REGISTRY, CollectorRegistry
 
+from .cli import observe_cli
 from .config import Settings, load_settings, set_defaults
 from .exposition import metrics_blueprint
 from .functions import FunctionMetrics
@@ -160,6 +161,7 @@ class Observe:
             http_metrics.watch(pipeline)
         if settings.metrics_enabled and settings.metrics_path is not None:
             app.register_blueprint(metrics_blueprint(settings.metrics_path))
+        app.cli.add_command(observe_cli)
         app.extensions["observe"] = _State(
             settings, registry, http_metrics, function_metrics, pipeline, provider, tracer
         )
