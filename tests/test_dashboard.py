@@ -56,7 +56,7 @@ def _exported_names() -> set[str]:
     return {s.name for family in scrape(client).values() for s in family.samples}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def full() -> dict[str, Any]:
     return dashboard(
         _settings(
