@@ -302,7 +302,8 @@ _DURATION_UNITS = (365 * 86400.0, 7 * 86400.0, 86400.0, 3600.0, 60.0, 1.0, 0.001
 def duration_seconds(text: str) -> float:
     """The length of a Prometheus duration already checked by :func:`_duration`, in seconds."""
     match = _DURATION.fullmatch(text)
-    assert match is not None, text
+    if match is None:
+        raise ValueError(f"{text!r} is not a Prometheus duration")
     return sum(int(n) * unit for n, unit in zip(match.groups(), _DURATION_UNITS) if n)
 
 
@@ -350,7 +351,7 @@ def _trace_url_template(key: str, value: Any) -> Optional[str]:
     raise ConfigError(key, value, allowed)
 
 
-_MATCHER = r'[A-Za-z_][A-Za-z0-9_]*\s*(?:=~|!~|!=|=)\s*"(?:[^"\\]|\\.)*"'
+_MATCHER = r'[A-Za-z_][A-Za-z0-9_]*\s*(?:=~|!~|!=|=)\s*"(?:[^"\\\n]|\\.)*"'
 _MATCHERS = re.compile(rf"\s*{_MATCHER}(?:\s*,\s*{_MATCHER})*\s*,?\s*")
 
 

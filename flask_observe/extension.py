@@ -108,7 +108,8 @@ class Observe:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
-        """Set up *app*: validate its ``OBSERVE_*`` config, register hooks and ``/metrics``.
+        """Set up *app*: validate its ``OBSERVE_*`` config, register hooks, ``/metrics`` and
+        the ``flask observe`` commands (see :ref:`api-cli`).
 
         :raises RuntimeError: if flask-observe is already set up on *app*.
         :raises ConfigError: if an ``OBSERVE_*`` value is invalid, naming the key.

@@ -70,6 +70,7 @@ def _init(**config: Any) -> Flask:
         ("OBSERVE_RULES_SELECTOR", "job=shop", "PromQL label matchers"),
         ("OBSERVE_RULES_SELECTOR", 'job="shop"}', "PromQL label matchers"),
         ("OBSERVE_RULES_SELECTOR", "", "PromQL label matchers"),
+        ("OBSERVE_RULES_SELECTOR", 'job="sh\nop"', "PromQL label matchers"),
         ("OBSERVE_SERVICE_NAME", "", "non-empty string"),
         ("OBSERVE_METRICS_BEARER_TOKEN", 1234, "non-empty string"),
         ("OBSERVE_METRICS_ALLOW_NETWORKS", ["10.0.0.0/33"], "CIDR"),

@@ -106,7 +106,7 @@ def promtool_test(
     run_checked(promtool, "test", "rules", "tests.yml", cwd=str(tmp_path))
 
 
-def test_case(series: list[Any], *checks: tuple[str, str, list[Any]]) -> dict[str, Any]:
+def case(series: list[Any], *checks: tuple[str, str, list[Any]]) -> dict[str, Any]:
     """One promtool test group: *series* every minute, and ``(eval_time, alertname,
     exp_alerts)`` checks."""
     return {
@@ -117,9 +117,6 @@ def test_case(series: list[Any], *checks: tuple[str, str, list[Any]]) -> dict[st
             for at, name, alerts in checks
         ],
     }
-
-
-test_case.__test__ = False  # type: ignore[attr-defined]  # a helper, not a pytest test
 
 
 # -- promtool check rules --
@@ -220,22 +217,22 @@ def test_high_error_rate_fires_at_6_percent_not_at_4(tmp_path: Path) -> None:
         tmp_path,
         settings,
         [
-            test_case(
+            case(
                 requests(ok=((10, 94),), errors=((10, 6),)),
                 ("2m", "HighErrorRate", []),  # pending: 2 minutes are not over yet
                 ("3m", "HighErrorRate", [six]),
             ),
-            test_case(
+            case(
                 requests(ok=((10, 96),), errors=((10, 4),)),
                 ("3m", "HighErrorRate", []),
                 ("10m", "HighErrorRate", []),
             ),
             # No 5xx series at all, and no traffic at all: no alert, no division by zero.
-            test_case(
+            case(
                 [_series("http_requests_total", counter((10, 100)), **ROUTE, status="200")],
                 ("5m", "HighErrorRate", []),
             ),
-            test_case(requests(ok=((10, 0),), errors=((10, 0),)), ("5m", "HighErrorRate", [])),
+            case(requests(ok=((10, 0),), errors=((10, 0),)), ("5m", "HighErrorRate", [])),
         ],
     )
 
@@ -262,13 +259,13 @@ def test_high_latency_p99_fires_at_2_5_seconds_not_at_1_5(tmp_path: Path) -> Non
         tmp_path,
         settings,
         [
-            test_case(
+            case(
                 _latency_series("2.5"),
                 ("5m", "HighLatencyP99", []),
                 ("6m", "HighLatencyP99", [slow]),
             ),
             # Every request in (1, 2]: p99 is 1.99 s, under the threshold.
-            test_case(
+            case(
                 _latency_series("2.0"),
                 ("6m", "HighLatencyP99", []),
                 ("10m", "HighLatencyP99", []),
@@ -288,17 +285,17 @@ def test_traffic_drop_fires_below_half_and_never_for_traffic_that_was_zero(tmp_p
         settings,
         [
             # 100 a minute for 90 minutes, then 45: 0.75 requests/s, under half of 1.67.
-            test_case(
+            case(
                 traffic((90, 100), (30, 45)),
                 ("90m", "TrafficDrop", []),
                 ("110m", "TrafficDrop", [expected(settings, "TrafficDrop", "0.75")]),
             ),
             # Down to 55 a minute: more than half, no alert.
-            test_case(traffic((90, 100), (30, 55)), ("110m", "TrafficDrop", [])),
+            case(traffic((90, 100), (30, 55)), ("110m", "TrafficDrop", [])),
             # No traffic, ever: it cannot drop.
-            test_case(traffic((120, 0)), ("110m", "TrafficDrop", [])),
+            case(traffic((120, 0)), ("110m", "TrafficDrop", [])),
             # The series stop (the app is gone): zero now where there was traffic.
-            test_case(
+            case(
                 [_series("http_requests_total", "100000+100x90", **ROUTE, status="200")],
                 ("110m", "TrafficDrop", [expected(settings, "TrafficDrop", "0.00")]),
             ),
@@ -328,11 +325,11 @@ def test_saturation_fires_at_90_percent_of_the_pool_not_at_70(tmp_path: Path) ->
         tmp_path,
         settings,
         [
-            test_case(pool(9, 10), ("4m", "SaturationHigh", []), ("6m", "SaturationHigh", [full])),
-            test_case(pool(7, 10), ("6m", "SaturationHigh", [])),
-            test_case(pool(0, 0), ("6m", "SaturationHigh", [])),  # no pool size: no division
-            test_case(in_flight(60), ("6m", "SaturationHigh", [crowded])),
-            test_case(in_flight(40), ("6m", "SaturationHigh", [])),
+            case(pool(9, 10), ("4m", "SaturationHigh", []), ("6m", "SaturationHigh", [full])),
+            case(pool(7, 10), ("6m", "SaturationHigh", [])),
+            case(pool(0, 0), ("6m", "SaturationHigh", [])),  # no pool size: no division
+            case(in_flight(60), ("6m", "SaturationHigh", [crowded])),
+            case(in_flight(40), ("6m", "SaturationHigh", [])),
         ],
     )
 
@@ -358,7 +355,7 @@ def test_burn_rate_pairs_need_both_windows_above_the_rate(tmp_path: Path) -> Non
         [
             # 5 clean hours, then 15% errors for an hour: 15x over 1h and 5m pages; over 6h
             # it is 2.5x, so the 6h/30m pair does not, and 3d/6h (2.5x) opens a ticket.
-            test_case(
+            case(
                 errors((300, 0), (60, 150), (10, 0)),
                 ("6h", "ErrorBudgetBurnFast", fast("15")),
                 ("6h", "ErrorBudgetBurnSlow", slow("2.5")),
@@ -367,20 +364,20 @@ def test_burn_rate_pairs_need_both_windows_above_the_rate(tmp_path: Path) -> Non
                 ("6h10m", "ErrorBudgetBurnFast", []),
             ),
             # 14% for an hour: just under 14.4x, and 2.33x over 6h: no page.
-            test_case(errors((300, 0), (60, 140)), ("6h", "ErrorBudgetBurnFast", [])),
+            case(errors((300, 0), (60, 140)), ("6h", "ErrorBudgetBurnFast", [])),
             # 6.5% for 6 hours: over 6x in 6h and 30m, under 14.4x: the second page pair.
-            test_case(errors((360, 65)), ("6h", "ErrorBudgetBurnFast", fast("6.5"))),
-            test_case(errors((360, 55)), ("6h", "ErrorBudgetBurnFast", [])),
+            case(errors((360, 65)), ("6h", "ErrorBudgetBurnFast", fast("6.5"))),
+            case(errors((360, 55)), ("6h", "ErrorBudgetBurnFast", [])),
             # 3.5% for a day: over 3x in 1d and 2h (the value is the 1d pair's).
-            test_case(
+            case(
                 errors((1440, 35)),
                 ("1d", "ErrorBudgetBurnSlow", slow("3.5")),
                 ("1d", "ErrorBudgetBurnFast", []),
             ),
             # 1.1% opens a ticket through 3d/6h (a day of data fills the 3d window as far
             # as it goes); 0.9% does not.
-            test_case(errors((1440, 11)), ("1d", "ErrorBudgetBurnSlow", slow("1.1"))),
-            test_case(errors((1440, 9)), ("1d", "ErrorBudgetBurnSlow", [])),
+            case(errors((1440, 11)), ("1d", "ErrorBudgetBurnSlow", slow("1.1"))),
+            case(errors((1440, 9)), ("1d", "ErrorBudgetBurnSlow", [])),
         ],
         # No burn-rate alert waits a `for`: evaluating every 5 minutes loses nothing, and
         # takes a fifth of the time over a day of series.
