@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import json
 import logging
 import math
 import os
@@ -77,6 +78,19 @@ class Settings:
     buckets: tuple[float, ...]
     size_buckets: tuple[float, ...]
     alert_latency_seconds: float
+    alert_latency_for: str
+    alert_error_ratio: float
+    alert_error_for: str
+    alert_traffic_drop_ratio: float
+    alert_traffic_drop_offset: str
+    alert_traffic_drop_for: str
+    alert_saturation_ratio: float
+    alert_saturation_for: str
+    alert_in_flight_max: Optional[int]
+    slo_availability: Optional[float]
+    runbook_url: Optional[str]
+    trace_url_template: Optional[str]
+    rules_selector: str
     exclude_paths: tuple[str, ...]
     metrics_bearer_token: Optional[str]
     metrics_allow_networks: Optional[tuple[Network, ...]]
@@ -301,6 +315,87 @@ def _networks(key: str, value: Any) -> Optional[tuple[Network, ...]]:
     return tuple(networks)
 
 
+#: A Prometheus duration, as its rule files and PromQL take it: units from largest to
+#: smallest, each at most once (``1h30m``, ``90s``, ``2d``).
+_DURATION = re.compile(
+    r"(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?"
+)
+_DURATION_UNITS = (365 * 86400.0, 7 * 86400.0, 86400.0, 3600.0, 60.0, 1.0, 0.001)
+
+
+def duration_seconds(text: str) -> float:
+    """The length of a Prometheus duration already checked by :func:`_duration`, in seconds."""
+    match = _DURATION.fullmatch(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a Prometheus duration")
+    return sum(int(n) * unit for n, unit in zip(match.groups(), _DURATION_UNITS) if n)
+
+
+def _duration(key: str, value: Any) -> str:
+    """A Prometheus duration longer than zero, kept as written: it goes into the rules."""
+    if isinstance(value, str) and _DURATION.fullmatch(value) and duration_seconds(value) > 0:
+        return value
+    raise ConfigError(
+        key, value, "a Prometheus duration longer than 0, such as '30s', '5m', '1h30m' or '1d'"
+    )
+
+
+def _open_fraction(key: str, value: Any) -> float:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if number and 0 < value < 1:
+        return float(value)
+    raise ConfigError(key, value, "a number between 0 and 1, both excluded")
+
+
+def _optional_open_fraction(key: str, value: Any) -> Optional[float]:
+    if value is None:
+        return None
+    try:
+        return _open_fraction(key, value)
+    except ConfigError as exc:
+        raise ConfigError(key, value, exc.allowed + ", or None") from None
+
+
+def _optional_url(key: str, value: Any) -> Optional[str]:
+    if value is None:
+        return None
+    if isinstance(value, str) and re.fullmatch(r"https?://\S+", value):
+        return value
+    raise ConfigError(key, value, "an http:// or https:// URL without spaces, or None")
+
+
+def _trace_url_template(key: str, value: Any) -> Optional[str]:
+    allowed = "an http:// or https:// URL containing '{trace_id}', or None"
+    try:
+        url = _optional_url(key, value)
+    except ConfigError:
+        raise ConfigError(key, value, allowed) from None
+    if url is None or "{trace_id}" in url:
+        return url
+    raise ConfigError(key, value, allowed)
+
+
+_MATCHER = r'[A-Za-z_][A-Za-z0-9_]*\s*(?:=~|!~|!=|=)\s*"(?:[^"\\\n]|\\.)*"'
+_MATCHERS = re.compile(rf"\s*{_MATCHER}(?:\s*,\s*{_MATCHER})*\s*,?\s*")
+
+
+def _selector(key: str, value: Any) -> Optional[str]:
+    """PromQL label matchers, kept without the braces and a trailing comma."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        inner = value.strip()
+        if inner.startswith("{") and inner.endswith("}"):
+            inner = inner[1:-1]
+        if _MATCHERS.fullmatch(inner):
+            return inner.strip().rstrip(",").strip()
+    raise ConfigError(
+        key,
+        value,
+        'PromQL label matchers, such as \'job="shop"\' or \'job="shop", env=~"prod|eu"\', or None',
+    )
+
+
 # -- the keys --
 
 
@@ -319,6 +414,19 @@ _KEYS: Mapping[str, _Key] = {
     "OBSERVE_BUCKETS": _Key(None, _buckets),
     "OBSERVE_SIZE_BUCKETS": _Key(None, _buckets),
     "OBSERVE_ALERT_LATENCY_SECONDS": _Key(2.0, _positive_number),
+    "OBSERVE_ALERT_LATENCY_FOR": _Key("5m", _duration),
+    "OBSERVE_ALERT_ERROR_RATIO": _Key(0.05, _open_fraction),
+    "OBSERVE_ALERT_ERROR_FOR": _Key("2m", _duration),
+    "OBSERVE_ALERT_TRAFFIC_DROP_RATIO": _Key(0.5, _open_fraction),
+    "OBSERVE_ALERT_TRAFFIC_DROP_OFFSET": _Key("1h", _duration),
+    "OBSERVE_ALERT_TRAFFIC_DROP_FOR": _Key("10m", _duration),
+    "OBSERVE_ALERT_SATURATION_RATIO": _Key(0.8, _open_fraction),
+    "OBSERVE_ALERT_SATURATION_FOR": _Key("5m", _duration),
+    "OBSERVE_ALERT_IN_FLIGHT_MAX": _Key(None, _optional_count),
+    "OBSERVE_SLO_AVAILABILITY": _Key(None, _optional_open_fraction),
+    "OBSERVE_RUNBOOK_URL": _Key(None, _optional_url),
+    "OBSERVE_TRACE_URL_TEMPLATE": _Key(None, _trace_url_template),
+    "OBSERVE_RULES_SELECTOR": _Key(None, _selector),
     "OBSERVE_EXCLUDE_PATHS": _Key(None, _path_list),
     "OBSERVE_METRICS_BEARER_TOKEN": _Key(None, _optional_str),
     "OBSERVE_METRICS_ALLOW_NETWORKS": _Key(None, _networks),
@@ -406,9 +514,12 @@ def load_settings(
             "'always' or 'never' while OBSERVE_HEALTH_TOKEN is None: 'token' shows the "
             "details to requests that send OBSERVE_HEALTH_TOKEN, so set that key too",
         )
+    # OpenTelemetry's own variable comes next, so that all three pillars agree.
+    service_name = get("OBSERVE_SERVICE_NAME") or os.environ.get("OTEL_SERVICE_NAME") or app_name
+    # Prometheus names a service by its scrape job: the quickstart's job is the service name.
+    selector = get("OBSERVE_RULES_SELECTOR") or f"job={json.dumps(service_name)}"
     return Settings(
-        # OpenTelemetry's own variable comes next, so that all three pillars agree.
-        service_name=get("OBSERVE_SERVICE_NAME") or os.environ.get("OTEL_SERVICE_NAME") or app_name,
+        service_name=service_name,
         metrics_enabled=get("OBSERVE_METRICS_ENABLED"),
         metrics_path=metrics_path,
         health_path=health_path,
@@ -416,6 +527,19 @@ def load_settings(
         buckets=buckets,
         size_buckets=get("OBSERVE_SIZE_BUCKETS") or DEFAULT_SIZE_BUCKETS,
         alert_latency_seconds=latency,
+        alert_latency_for=get("OBSERVE_ALERT_LATENCY_FOR"),
+        alert_error_ratio=get("OBSERVE_ALERT_ERROR_RATIO"),
+        alert_error_for=get("OBSERVE_ALERT_ERROR_FOR"),
+        alert_traffic_drop_ratio=get("OBSERVE_ALERT_TRAFFIC_DROP_RATIO"),
+        alert_traffic_drop_offset=get("OBSERVE_ALERT_TRAFFIC_DROP_OFFSET"),
+        alert_traffic_drop_for=get("OBSERVE_ALERT_TRAFFIC_DROP_FOR"),
+        alert_saturation_ratio=get("OBSERVE_ALERT_SATURATION_RATIO"),
+        alert_saturation_for=get("OBSERVE_ALERT_SATURATION_FOR"),
+        alert_in_flight_max=get("OBSERVE_ALERT_IN_FLIGHT_MAX"),
+        slo_availability=get("OBSERVE_SLO_AVAILABILITY"),
+        runbook_url=get("OBSERVE_RUNBOOK_URL"),
+        trace_url_template=get("OBSERVE_TRACE_URL_TEMPLATE"),
+        rules_selector=selector,
         exclude_paths=exclude,
         metrics_bearer_token=get("OBSERVE_METRICS_BEARER_TOKEN"),
         metrics_allow_networks=get("OBSERVE_METRICS_ALLOW_NETWORKS"),

@@ -10,6 +10,7 @@ from flask import Flask
 from opentelemetry.trace import Tracer, TracerProvider
 from prometheus_client import REGISTRY, CollectorRegistry
 
+from .cli import observe_cli
 from .config import Settings, load_settings, set_defaults
 from .exposition import metrics_blueprint
 from .functions import FunctionMetrics
@@ -117,8 +118,8 @@ class Observe:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
-        """Set up *app*: validate its ``OBSERVE_*`` config, register hooks, ``/metrics`` and
-        ``/healthz``.
+        """Set up *app*: validate its ``OBSERVE_*`` config, register hooks, ``/metrics``,
+        ``/healthz`` and the ``flask observe`` commands (see :ref:`api-cli`).
 
         :raises RuntimeError: if flask-observe is already set up on *app*.
         :raises ConfigError: if an ``OBSERVE_*`` value is invalid, naming the key.
@@ -176,6 +177,7 @@ class Observe:
             health_metrics = HealthMetrics.for_registry(registry)
             health = HealthMonitor(settings, self._health_checks, health_metrics)
             app.register_blueprint(health_blueprint(settings.health_path))
+        app.cli.add_command(observe_cli)
         app.extensions["observe"] = _State(
             settings, registry, http_metrics, function_metrics, pipeline, provider, tracer, health
         )

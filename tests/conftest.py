@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -179,15 +180,25 @@ def sample_value(family: Metric, suffix: str = "", **labels: str) -> Optional[fl
     return None
 
 
-def require_binary(name: str) -> str:
+def require_binary(name: str, package: str = "prometheus") -> str:
     """The path of *name*; skip without it locally, fail without it under CI=true."""
     path = shutil.which(name)
     if path is None:
-        message = f"{name} is not installed (Debian package 'prometheus')"
+        message = f"{name} is not installed (Debian package {package!r})"
         if os.environ.get("CI") == "true":
             pytest.fail(message + "; CI must install it")
         pytest.skip(message)
     return path
+
+
+def run_checked(*command: str, cwd: Optional[str] = None) -> str:
+    """Run a checking tool (promtool, amtool); its standard output, or a failure showing
+    everything it said."""
+    result = subprocess.run(
+        command, cwd=cwd, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
 
 
 @contextlib.contextmanager

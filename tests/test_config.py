@@ -45,6 +45,32 @@ def _init(**config: Any) -> Flask:
         ("OBSERVE_EXCLUDE_PATHS", ["/static", "/"], "'/' would leave no request measured"),
         ("OBSERVE_ALERT_LATENCY_SECONDS", 0, "positive"),
         ("OBSERVE_ALERT_LATENCY_SECONDS", "2s", "positive"),
+        ("OBSERVE_ALERT_LATENCY_FOR", "5 minutes", "a Prometheus duration"),
+        ("OBSERVE_ALERT_LATENCY_FOR", 300, "a Prometheus duration"),
+        ("OBSERVE_ALERT_ERROR_RATIO", 5, "between 0 and 1"),
+        ("OBSERVE_ALERT_ERROR_RATIO", 0, "between 0 and 1"),
+        ("OBSERVE_ALERT_ERROR_RATIO", "5%", "between 0 and 1"),
+        ("OBSERVE_ALERT_ERROR_FOR", "2min", "such as '30s', '5m'"),
+        ("OBSERVE_ALERT_ERROR_FOR", "0s", "longer than 0"),
+        ("OBSERVE_ALERT_ERROR_FOR", "", "a Prometheus duration"),
+        ("OBSERVE_ALERT_TRAFFIC_DROP_RATIO", 1.0, "between 0 and 1"),
+        ("OBSERVE_ALERT_TRAFFIC_DROP_OFFSET", "m1h", "a Prometheus duration"),
+        ("OBSERVE_ALERT_TRAFFIC_DROP_FOR", "10m1h", "a Prometheus duration"),
+        ("OBSERVE_ALERT_SATURATION_RATIO", True, "between 0 and 1"),
+        ("OBSERVE_ALERT_SATURATION_FOR", None, "a Prometheus duration"),
+        ("OBSERVE_ALERT_IN_FLIGHT_MAX", 0, "a whole number > 0, or None"),
+        ("OBSERVE_ALERT_IN_FLIGHT_MAX", 10.5, "a whole number > 0, or None"),
+        ("OBSERVE_SLO_AVAILABILITY", 99.9, "between 0 and 1, both excluded, or None"),
+        ("OBSERVE_SLO_AVAILABILITY", 1, "between 0 and 1, both excluded, or None"),
+        ("OBSERVE_RUNBOOK_URL", "wiki/runbooks", "an http:// or https:// URL"),
+        ("OBSERVE_RUNBOOK_URL", "https://wiki/run books", "without spaces"),
+        ("OBSERVE_TRACE_URL_TEMPLATE", "https://tempo/trace/", "containing '{trace_id}'"),
+        ("OBSERVE_TRACE_URL_TEMPLATE", "tempo/{trace_id}", "containing '{trace_id}'"),
+        ("OBSERVE_RULES_SELECTOR", "shop", "PromQL label matchers"),
+        ("OBSERVE_RULES_SELECTOR", "job=shop", "PromQL label matchers"),
+        ("OBSERVE_RULES_SELECTOR", 'job="shop"}', "PromQL label matchers"),
+        ("OBSERVE_RULES_SELECTOR", "", "PromQL label matchers"),
+        ("OBSERVE_RULES_SELECTOR", 'job="sh\nop"', "PromQL label matchers"),
         ("OBSERVE_SERVICE_NAME", "", "non-empty string"),
         ("OBSERVE_METRICS_BEARER_TOKEN", 1234, "non-empty string"),
         ("OBSERVE_METRICS_ALLOW_NETWORKS", ["10.0.0.0/33"], "CIDR"),
@@ -242,3 +268,43 @@ def test_the_service_name_follows_otel_service_name_unless_set(
     assert _init().extensions["observe"].settings.service_name == "checkout"
     app = _init(OBSERVE_SERVICE_NAME="orders")
     assert app.extensions["observe"].settings.service_name == "orders"
+
+
+def test_alert_settings_defaults() -> None:
+    settings = _init().extensions["observe"].settings
+    assert settings.alert_error_ratio == 0.05
+    assert settings.alert_error_for == "2m"
+    assert settings.alert_latency_for == "5m"
+    assert (settings.alert_traffic_drop_ratio, settings.alert_traffic_drop_offset) == (0.5, "1h")
+    assert settings.alert_traffic_drop_for == "10m"
+    assert (settings.alert_saturation_ratio, settings.alert_saturation_for) == (0.8, "5m")
+    assert settings.alert_in_flight_max is None
+    assert settings.slo_availability is None
+    assert settings.runbook_url is None
+    assert settings.trace_url_template is None
+    assert settings.rules_selector == 'job="shop"'
+
+
+@pytest.mark.parametrize("duration", ["5s", "90s", "1h30m", "2d", "1w", "250ms", "1y"])
+def test_prometheus_durations_are_kept_as_written(duration: str) -> None:
+    settings = _init(OBSERVE_ALERT_ERROR_FOR=duration).extensions["observe"].settings
+    assert settings.alert_error_for == duration
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [
+        ('job="shop"', 'job="shop"'),
+        ('{job="shop", env=~"prod|eu",}', 'job="shop", env=~"prod|eu"'),
+        (' namespace != "dev" ', 'namespace != "dev"'),
+        ('app="a\\"b"', 'app="a\\"b"'),
+    ],
+)
+def test_rules_selector_is_label_matchers_with_or_without_braces(given: str, kept: str) -> None:
+    settings = _init(OBSERVE_RULES_SELECTOR=given).extensions["observe"].settings
+    assert settings.rules_selector == kept
+
+
+def test_default_rules_selector_quotes_the_service_name() -> None:
+    settings = _init(OBSERVE_SERVICE_NAME='my "shop"').extensions["observe"].settings
+    assert settings.rules_selector == 'job="my \\"shop\\""'
