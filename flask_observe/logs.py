@@ -22,7 +22,8 @@ import re
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, Optional
+from json import encoder as json_encoder
+from typing import Any, Callable, Optional
 from urllib.parse import parse_qsl, urlencode
 
 from flask.logging import default_handler
@@ -163,6 +164,37 @@ def _serialize(data: Any, **options: Any) -> str:
     return _encoder.encode(data)
 
 
+def _flat_encoder() -> Callable[[dict[str, Any]], str]:
+    """An encoder for the access line, whose values are strings, numbers and ``None``.
+
+    The same encoding as :data:`_encoder` (python-json-logger's, with its ``default``), but
+    with the C encoder made once rather than once per line, and no check for cycles, which a
+    flat mapping of scalars cannot have. Where the C encoder is missing, it is
+    :data:`_encoder` itself.
+    """
+    make = getattr(json_encoder, "c_make_encoder", None)
+    if make is None:  # pragma: no cover - CPython has it
+        return _encoder.encode
+    encode = make(
+        None,
+        _encoder.default,
+        json_encoder.encode_basestring_ascii
+        if _encoder.ensure_ascii
+        else json_encoder.encode_basestring,
+        None,
+        _encoder.key_separator,
+        _encoder.item_separator,
+        False,
+        False,
+        _encoder.allow_nan,
+    )
+    join = "".join
+    return lambda data: join(encode(data, 0))
+
+
+_encode_flat = _flat_encoder()
+
+
 class JsonLogFormatter(JsonFormatter):
     """python-json-logger's formatter, writing flask-observe's fields in their order.
 
@@ -192,7 +224,7 @@ class JsonLogFormatter(JsonFormatter):
             if _ACCESS_ATTR in record.__dict__:
                 # Ours, with known fields: no message to interpolate, no exception, no
                 # caller's fields; the encoding is still python-json-logger's.
-                return self.serialize_log_record(self._access_fields(record))
+                return self.serialize_access(self._access_fields(record))
             return super().format(record)
         except Exception as exc:
             fallback = self._core(record, getattr(record, "message", None) or str(record.msg))
@@ -203,6 +235,22 @@ class JsonLogFormatter(JsonFormatter):
                     for key, value in fallback.items()
                 }
             )
+
+    def serialize_access(self, data: dict[str, Any]) -> str:
+        """The access line's fields as one line: python-json-logger's encoding, with
+        :func:`_flat_encoder`'s shortcut (the fields are all scalars)."""
+        return self.prefix + _encode_flat(data)
+
+    def access_line(
+        self, level: int, logger: str, observation: Observation, fields: Mapping[str, Any]
+    ) -> str:
+        """The access line of *observation*, written now at *level* by *logger*, with the
+        access *fields*: the same line as an access record gives, without the record."""
+        data = self._common(
+            time.time(), logging.getLevelName(level), logger, "request", observation, None, None
+        )
+        data.update(fields)
+        return self.serialize_access(data)
 
     def _access_fields(self, record: logging.LogRecord) -> dict[str, Any]:
         """The access line: the common fields, then the access fields the record has. No
@@ -218,23 +266,41 @@ class JsonLogFormatter(JsonFormatter):
     def _core(self, record: logging.LogRecord, event: str) -> dict[str, Any]:
         """The fields every line has, and those of the request it was logged in."""
         observation: Optional[Observation] = getattr(record, _REQUEST_ATTR, None)
-        if observation is None:
-            observation = _current.get()
+        fields = record.__dict__
+        return self._common(
+            record.created,
+            record.levelname,
+            record.name,
+            event,
+            _current.get() if observation is None else observation,
+            # The span current where the record was made (TraceContextFilter), else the
+            # request's (the access line, which the filter leaves alone).
+            fields.get("trace_id"),
+            fields.get("span_id"),
+        )
+
+    def _common(
+        self,
+        created: float,
+        level: str,
+        logger: str,
+        event: str,
+        observation: Optional[Observation],
+        trace_id: Optional[str],
+        span_id: Optional[str],
+    ) -> dict[str, Any]:
         data: dict[str, Any] = {
-            "timestamp": _rfc3339(record.created),
-            "level": record.levelname.lower(),
-            "logger": record.name,
+            "timestamp": _rfc3339(created),
+            "level": level.lower(),
+            "logger": logger,
             "event": event,
             "service": observation.service if observation is not None else self.service,
         }
         if observation is not None:
             data["request_id"] = observation.request_id
-        # The span current where the record was made (TraceContextFilter), else the
-        # request's (the access line, which the filter leaves alone).
-        trace_id = record.__dict__.get("trace_id")
         if trace_id:
             data["trace_id"] = trace_id
-            data["span_id"] = record.__dict__.get("span_id")
+            data["span_id"] = span_id
         elif observation is not None and observation.trace_id is not None:
             data["trace_id"] = observation.trace_id
             data["span_id"] = observation.span_id
@@ -307,6 +373,9 @@ class ConsoleLogFormatter(JsonLogFormatter):
         )
         return f"{stamp} {level:<8} {logger} {event} {rest}".rstrip()
 
+    def serialize_access(self, data: dict[str, Any]) -> str:
+        return self.serialize_log_record(data)
+
 
 class TraceContextFilter(logging.Filter):
     """Stamps each record with the IDs of the span current where it was logged.
@@ -342,12 +411,61 @@ class ObserveHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            stream = sys.stderr
-            stream.write(self.format(record) + "\n")
-            if not getattr(stream, "line_buffering", False):  # sys.stderr is; others may not be
-                stream.flush()
+            self._write(self.format(record))
         except Exception:
             self.handleError(record)
+
+    def _write(self, line: str) -> None:
+        stream = sys.stderr
+        stream.write(line + "\n")
+        if not getattr(stream, "line_buffering", False):  # sys.stderr is; others may not be
+            stream.flush()
+
+    def write_access(
+        self, level: int, logger: str, observation: Observation, fields: Mapping[str, Any]
+    ) -> None:
+        """Write the access line of *observation* without a log record: what
+        :meth:`~logging.Handler.handle` would write for the access record, under the same
+        lock. Raises what formatting or writing raises; the caller then logs the record."""
+        formatter = self.formatter
+        if not isinstance(formatter, JsonLogFormatter):
+            raise TypeError(f"not flask-observe's formatter: {formatter!r}")
+        line = formatter.access_line(level, logger, observation, fields)
+        with self.lock:  # type: ignore[union-attr]  # createLock() made it
+            self._write(line)
+
+
+def _sole_handler(logger: logging.Logger, level: int) -> Optional[ObserveHandler]:
+    """flask-observe's handler, if a record of *level* from *logger* would reach it and
+    nothing else: no filter on *logger*, no other handler on its way up, the handler's own
+    filter and formatter, and the standard record factory. Else ``None``.
+
+    The walk follows :meth:`logging.Logger.callHandlers`: the loggers above *logger* add
+    their handlers, not their filters, up to one that does not propagate.
+    """
+    if logger.filters or logger.disabled or logging.getLogRecordFactory() is not _RECORD:
+        return None
+    found: Optional[ObserveHandler] = None
+    current: Optional[logging.Logger] = logger
+    while current is not None:
+        for handler in current.handlers:
+            if level < handler.level:
+                continue
+            if (
+                found is not None
+                or type(handler) is not ObserveHandler
+                or len(handler.filters) != 1
+                or not isinstance(handler.formatter, JsonLogFormatter)
+            ):
+                return None
+            found = handler
+        if not current.propagate:
+            break
+        current = current.parent
+    return found
+
+
+_RECORD = logging.LogRecord
 
 
 def install_logging(app_logger: str, settings: Settings) -> list[logging.Logger]:
@@ -427,21 +545,32 @@ class LogSink:
         ):
             return
         environ = observation.environ
-        # Made directly, not through logger.info(): that would look up the caller's frame.
-        record = logger.makeRecord(logger.name, level, "flask_observe", 0, "request", (), None)
-        fields = record.__dict__
-        fields["status"] = status
-        fields["duration_ms"] = round(observation.duration * 1000, 3)
-        fields["client_addr"] = _clip(environ.get("REMOTE_ADDR"), 64)
-        fields["user_agent"] = _clip(environ.get("HTTP_USER_AGENT"))
-        fields["response_bytes"] = observation.response_size or 0
+        fields = {
+            "status": status,
+            "duration_ms": round(observation.duration * 1000, 3),
+            "client_addr": _clip(environ.get("REMOTE_ADDR"), 64),
+            "user_agent": _clip(environ.get("HTTP_USER_AGENT")),
+            "response_bytes": observation.response_size or 0,
+        }
         if observation.exception is not None:
             fields["exception"] = observation.exception
         query = environ.get("QUERY_STRING")
         if self._query is not None and query:
             fields["query"] = _clip(self._query.query(query))
-        fields[_REQUEST_ATTR] = observation
-        fields[_ACCESS_ATTR] = True
+        # When only flask-observe's handler would see the record, the line is written
+        # without one: a record costs more to make and hand on than the line to format.
+        handler = _sole_handler(logger, level)
+        if handler is not None:
+            try:
+                handler.write_access(level, logger.name, observation, fields)
+                return
+            except Exception:  # the record below goes the usual way, errors and all
+                pass
+        # Made directly, not through logger.info(): that would look up the caller's frame.
+        record = logger.makeRecord(logger.name, level, "flask_observe", 0, "request", (), None)
+        record.__dict__.update(fields)
+        record.__dict__[_REQUEST_ATTR] = observation
+        record.__dict__[_ACCESS_ATTR] = True
         logger.handle(record)
 
 

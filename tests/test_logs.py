@@ -420,6 +420,82 @@ def test_a_huge_user_agent_is_clipped(app: Flask, capsys: pytest.CaptureFixture[
     assert line["user_agent"] == "u" * 1024 + "...[truncated]"
 
 
+class _Keep(logging.Handler):
+    """A handler of the user's own, keeping the records it gets."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_the_access_line_is_the_same_when_other_handlers_see_the_record(
+    registry: CollectorRegistry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Alone, flask-observe's handler gets the access line without a record; with a handler
+    of the user's on the way, a real record goes to both, and the line does not change."""
+    app = _app(registry)
+    client = app.test_client()
+    headers = {"User-Agent": "probe/1.0"}
+    varying = {"timestamp", "duration_ms", "request_id", "trace_id", "span_id"}
+
+    client.get("/orders/1", headers=headers)
+    (alone,) = access_lines(log_lines(capsys))
+    kept = _Keep()
+    access = logging.getLogger("flask_observe.access")
+    for where in (access, logging.getLogger()):  # on the logger itself, and up at the root
+        where.addHandler(kept)
+        try:
+            client.get("/orders/1", headers=headers)
+        finally:
+            where.removeHandler(kept)
+        (seen,) = access_lines(log_lines(capsys))
+        assert {k: v for k, v in seen.items() if k not in varying} == {
+            k: v for k, v in alone.items() if k not in varying
+        }
+    records = [r for r in kept.records if r.name == "flask_observe.access"]
+    assert [(r.levelno, r.__dict__["status"], r.__dict__["user_agent"]) for r in records] == [
+        (logging.INFO, 200, "probe/1.0")
+    ] * 2
+
+
+def test_a_filter_or_record_factory_of_the_users_still_applies_to_the_access_line(
+    registry: CollectorRegistry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = _app(registry)
+    client = app.test_client()
+    access = logging.getLogger("flask_observe.access")
+
+    def not_probes(record: logging.LogRecord) -> bool:
+        return record.__dict__.get("user_agent") != "probe/1.0"
+
+    access.addFilter(not_probes)
+    try:
+        client.get("/orders/1", headers={"User-Agent": "probe/1.0"})
+        client.get("/orders/2", headers={"User-Agent": "browser"})
+    finally:
+        access.removeFilter(not_probes)
+    assert [line["user_agent"] for line in access_lines(log_lines(capsys))] == ["browser"]
+
+    made = logging.getLogRecordFactory()
+    stamped: list[str] = []
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = made(*args, **kwargs)
+        stamped.append(record.name)
+        return record
+
+    logging.setLogRecordFactory(factory)
+    try:
+        client.get("/orders/1")
+    finally:
+        logging.setLogRecordFactory(made)
+    assert "flask_observe.access" in stamped
+    assert len(access_lines(log_lines(capsys))) == 1
+
+
 def test_the_access_log_can_be_turned_off(
     registry: CollectorRegistry, capsys: pytest.CaptureFixture[str]
 ) -> None:
