@@ -39,7 +39,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
 from ._version import __version__
 from .config import ConfigError, Settings
-from .observation import ENVIRON_KEY, Observation, span_ids
+from .observation import ENVIRON_KEY, Observation
 
 __all__ = ["TraceSink", "current_tracer", "traced", "tracer_for"]
 
@@ -345,11 +345,43 @@ def _server_address(environ: Mapping[str, Any]) -> tuple[Optional[str], Optional
 def _adopt(observation: Observation, span: Span) -> None:
     """Make *span* the request's: its IDs on the observation, and in the ``traceresponse``
     header (W3C Trace Context Level 2) if it is sampled."""
-    ids = span_ids(span)
-    if ids is not None:
-        observation.trace_id, observation.span_id = ids
-        flags = span.get_span_context().trace_flags
-        observation.add_response_header("traceresponse", f"00-{ids[0]}-{ids[1]}-{flags:02x}")
+    span_context = span.get_span_context()
+    flags = span_context.trace_flags
+    if span_context.is_valid and flags.sampled:
+        trace_id = observation.trace_id = format(span_context.trace_id, "032x")
+        span_id = observation.span_id = format(span_context.span_id, "016x")
+        observation.add_response_header("traceresponse", f"00-{trace_id}-{span_id}-{flags:02x}")
+
+
+#: The attributes a request span takes from the server it arrived at, by the environ
+#: values they come from: the same few for every request, so worked out once each.
+_ServerKey = tuple[Optional[str], Optional[str], Optional[str], str, str]
+_server_attributes: dict[_ServerKey, dict[str, Any]] = {}
+
+
+def _server_attributes_of(environ: Mapping[str, Any]) -> dict[str, Any]:
+    key: _ServerKey = (
+        environ.get("HTTP_HOST"),
+        environ.get("SERVER_NAME"),
+        environ.get("SERVER_PORT"),
+        environ.get("wsgi.url_scheme", "http"),
+        environ.get("SERVER_PROTOCOL", ""),
+    )
+    attributes = _server_attributes.get(key)
+    if attributes is not None:
+        return attributes
+    attributes = {"url.scheme": key[3]}
+    address, port = _server_address(environ)
+    if address:
+        attributes["server.address"] = address
+    if port is not None:
+        attributes["server.port"] = port
+    protocol = key[4]
+    if protocol.upper().startswith("HTTP/"):
+        attributes["network.protocol.version"] = protocol[5:]
+    if len(_server_attributes) < 256:  # Host is the client's to choose: keep only a few
+        _server_attributes[key] = attributes
+    return attributes
 
 
 class TraceSink:
@@ -369,26 +401,21 @@ class TraceSink:
         self._propagator = propagator
         #: The environ keys of the headers the propagator reads: without any of them there
         #: is nothing to extract, and the extraction is skipped.
-        self._carrier_keys = tuple(
+        self._carrier_keys = frozenset(
             "HTTP_" + field.upper().replace("-", "_") for field in propagator.fields
         )
 
     def start(self, observation: Observation) -> None:
         environ = observation.environ
         parent = None
-        if any(key in environ for key in self._carrier_keys):
+        if not self._carrier_keys.isdisjoint(environ):
             parent = self._propagator.extract(environ, getter=_getter)
         raw_method = environ.get("REQUEST_METHOD", "")
         method = raw_method if raw_method in _KNOWN_METHODS else "_OTHER"
         attributes: dict[str, Any] = {"http.request.method": method}
         if method == "_OTHER":
             attributes["http.request.method_original"] = raw_method[:64]
-        attributes["url.scheme"] = environ.get("wsgi.url_scheme", "http")
-        address, port = _server_address(environ)
-        if address:
-            attributes["server.address"] = address
-        if port is not None:
-            attributes["server.port"] = port
+        attributes.update(_server_attributes_of(environ))
         attributes["url.path"] = environ.get("PATH_INFO") or "/"
         client = environ.get("REMOTE_ADDR")
         if client:
@@ -396,9 +423,6 @@ class TraceSink:
         agent = environ.get("HTTP_USER_AGENT")
         if agent:
             attributes["user_agent.original"] = agent[:1024]
-        protocol = environ.get("SERVER_PROTOCOL", "")
-        if protocol.upper().startswith("HTTP/"):
-            attributes["network.protocol.version"] = protocol[5:]
         span = self._tracer.start_span(
             "HTTP" if method == "_OTHER" else method,
             context=parent,
