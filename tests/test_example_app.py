@@ -252,7 +252,8 @@ def test_a_failed_email_does_not_fail_the_order(
     assert client.get(f"/orders/{order_id}").status_code == 200
     assert calls(registry, STEP_LABELS["send_email"], "error") == 1
     assert calls(registry, PROCESS_ORDER, "success") == 1
-    lines = {line["event"]: line for line in log_lines(capsys)}
+    logged = log_lines(capsys)
+    lines = {line["event"]: line for line in logged}
     created, failed = lines["order_created"], lines["order_email_failed"]
     assert (created["order_id"], created["user_id"]) == (order_id, ORDER["user_id"])
     assert created["logger"] == "example_app.checkout"
@@ -260,6 +261,14 @@ def test_a_failed_email_does_not_fail_the_order(
     assert failed["order_id"] == order_id
     assert created["request_id"] == failed["request_id"] == "order-1"
     assert created["route"] == "/orders"
+    steps = [line for line in logged if line["event"] == "checkout_step"]
+    assert [(line["step"], line["failed"]) for line in steps] == [
+        ("authenticate", False),
+        ("check_inventory", False),
+        ("process_payment", False),
+        ("send_email", True),
+    ]
+    assert all(line["request_id"] == "order-1" and line["duration_ms"] >= 0 for line in steps)
 
 
 def test_the_simulated_bug_is_an_unhandled_500(
@@ -412,7 +421,7 @@ def test_banner_prints_the_urls(host: str, hint: Optional[str]) -> None:
 
 
 def test_an_order_is_one_trace_with_the_checkout_steps_under_it(
-    make_app: AppFactory, spans: Spans
+    make_app: AppFactory, spans: Spans, capsys: pytest.CaptureFixture[str]
 ) -> None:
     response = make_app().test_client().post("/orders", json=ORDER)
     assert response.status_code == 201
@@ -427,3 +436,12 @@ def test_an_order_is_one_trace_with_the_checkout_steps_under_it(
         assert span.context.trace_id == server.context.trace_id
     inventory = by_name[STEP_LABELS["check_inventory"]]
     assert inventory.attributes["order.items"] == len(ORDER["items"])
+    # Each step's log line was written in the step's own span.
+    steps = [line for line in log_lines(capsys) if line["event"] == "checkout_step"]
+    assert {line["step"]: (line["trace_id"], line["span_id"]) for line in steps} == {
+        step: (
+            format(server.context.trace_id, "032x"),
+            format(by_name[STEP_LABELS[step]].context.span_id, "016x"),
+        )
+        for step in STEPS
+    }
