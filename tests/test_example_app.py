@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -24,7 +25,7 @@ from example_app.settings import (
     load_settings,
 )
 
-from .conftest import Spans, log_lines, serving
+from .conftest import Spans, log_lines, sample_value, scrape, serving
 
 AppFactory = Callable[..., Flask]
 
@@ -65,6 +66,7 @@ def make_app(tmp_path: Path, registry: CollectorRegistry, spans: Spans) -> Itera
 
     yield factory
     for app in apps:
+        app.extensions["example_app"].jobs.stop()
         app.extensions["example_app"].database.dispose()
 
 
@@ -334,6 +336,72 @@ def test_a_bad_environment_value_names_its_variable(tmp_path: Path) -> None:
     environ = {"EXAMPLE_SEND_EMAIL_DELAY": "0,5"}
     with pytest.raises(ValueError, match=r"EXAMPLE_SEND_EMAIL_DELAY = '0,5' \(environment\)"):
         load_settings({}, environ, instance_path=str(tmp_path))
+
+
+# -- saturation and signals --
+
+
+def test_the_orders_pool_and_the_job_queue_are_exported(
+    make_app: AppFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = make_app()
+    client = app.test_client()
+    response = client.post("/orders", json=ORDER)
+    assert response.status_code == 201
+    families = scrape(client)
+    assert sample_value(families["db_pool_connections_in_use"], pool="orders") == 0.0
+    assert sample_value(families["db_pool_connections_max"], pool="orders") == 15.0
+    assert (sample_value(families["db_pool_wait_seconds"], "_count", pool="orders") or 0) >= 1
+    assert sample_value(families["app_queue_depth"], queue="jobs") is not None
+    app.extensions["example_app"].jobs.stop()  # runs the queued job, then ends the worker
+    (notified,) = [line for line in log_lines(capsys) if line["event"] == "warehouse_notified"]
+    assert notified["order_id"] == response.get_json()["id"]
+    assert notified["items"] == 2
+
+
+def test_the_queue_depth_counts_the_jobs_waiting(make_app: AppFactory) -> None:
+    app = make_app()
+    jobs = app.extensions["example_app"].jobs
+    started, release = threading.Event(), threading.Event()
+
+    def blocking() -> None:
+        started.set()
+        release.wait(10)
+
+    client = app.test_client()
+    try:
+        assert jobs.submit(blocking)
+        assert started.wait(10)
+        for _ in range(3):
+            assert jobs.submit(lambda: None)
+        assert sample_value(scrape(client)["app_queue_depth"], queue="jobs") == 3.0
+    finally:
+        release.set()
+    jobs.stop()
+    assert sample_value(scrape(client)["app_queue_depth"], queue="jobs") == 0.0
+    assert not jobs.submit(lambda: None)  # stopped: refused
+
+
+def test_a_slow_request_is_logged_as_a_warning_with_its_trace_id(
+    make_app: AppFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = make_app(OBSERVE_SLOW_REQUEST_SECONDS=0.05, EXAMPLE_CHECK_INVENTORY_DELAY=0.2)
+    response = app.test_client().post("/orders", json=ORDER)
+    assert response.status_code == 201
+    (slow,) = [line for line in log_lines(capsys) if line["event"] == "slow_request"]
+    assert slow["level"] == "warning"
+    assert slow["route"] == "/orders"
+    assert slow["status"] == 201
+    assert slow["duration_ms"] >= 50
+    assert slow["trace_id"] == response.headers["traceresponse"].split("-")[1]
+    assert slow["request_id"] == response.headers["X-Request-ID"]
+
+
+def test_a_quick_request_is_not_a_slow_one(
+    make_app: AppFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert make_app().test_client().post("/orders", json=ORDER).status_code == 201
+    assert not [line for line in log_lines(capsys) if line["event"] == "slow_request"]
 
 
 # -- running it --
