@@ -95,8 +95,12 @@ _logged_lock = threading.Lock()
 def notify(signal: NamedSignal, sender: Any, **kwargs: Any) -> None:
     """Call each receiver of *signal* for *sender*; log and count, and skip, one that
     raises."""
-    if not signal.receivers:
-        return
+    if signal.receivers:
+        _deliver(signal, sender, kwargs)
+
+
+def _deliver(signal: NamedSignal, sender: Any, kwargs: dict[str, Any]) -> None:
+    """:func:`notify` with the keyword arguments in a dict, made once by the caller."""
     for receiver in signal.receivers_for(sender):
         try:
             receiver(sender, **kwargs)
@@ -189,6 +193,6 @@ class SignalSink:
             "error": observation.error,
         }
         if observed:
-            notify(request_observed, app, **facts)
+            _deliver(request_observed, app, facts)
         if slow:
-            notify(slow_request, app, **facts)
+            _deliver(slow_request, app, facts)
