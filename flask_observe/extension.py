@@ -84,9 +84,11 @@ class Observe:
 
     Records the golden signals of every request and serves them at ``/metrics``, writes
     JSON log lines that carry each request's IDs, traces each request in a span, and serves
-    the health checks registered with :meth:`health_check` at ``/healthz``. In an app
-    factory, make it once and call :meth:`init_app` for each app; one ``Observe`` may serve
-    several apps, each with its own settings, and its health checks run for each of them.
+    the health checks registered with :meth:`health_check` at ``/healthz``, exports the
+    saturation of the pools and queues given to :meth:`track_pool` and :meth:`track_queue`,
+    and sends the signals of :mod:`flask_observe.signals`. In an app factory, make it once
+    and call :meth:`init_app` for each app; one ``Observe`` may serve several apps, each
+    with its own settings, and its health checks, pools and queues are those of each.
 
     :param app: the app to set up now; or call :meth:`init_app` later.
     :param registry: where metrics go; default prometheus_client's global ``REGISTRY``, so a

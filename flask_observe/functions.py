@@ -237,7 +237,8 @@ def timed(
     Use it bare (``@timed``) or with arguments (``@timed(name="checkout", buckets=(...))``) on
     a plain, ``async``, generator or async generator function. ``function`` is the
     module-qualified name unless *name* is given; ``outcome`` is ``success``, or ``error``
-    when the call raised (the exception still propagates). A generator is timed from its
+    when the call raised (the exception still propagates, after
+    :data:`~flask_observe.signals.function_failed` is sent). A generator is timed from its
     first step to its end; one closed early counts as a success.
 
     Inside an app context of an app with :class:`~flask_observe.Observe` the sample goes to

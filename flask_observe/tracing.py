@@ -270,7 +270,8 @@ def traced(
     current at the call (the request's, inside a request) and is current while the function
     runs, so spans made inside it are its children. A generator's span covers its whole
     iteration. An exception is recorded on the span, which is marked as an error, and is
-    raised unchanged; a generator closed early is not an error.
+    raised unchanged (:data:`~flask_observe.signals.function_failed` is sent first); a
+    generator closed early is not an error.
 
     Without a tracer provider the spans are OpenTelemetry's no-op ones and cost little.
 
