@@ -10,6 +10,7 @@ on the ``flask_observe`` logger with the traceback; every failure is counted in
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import weakref
@@ -22,6 +23,7 @@ from .observation import Observation
 
 __all__ = [
     "SignalSink",
+    "announce_failure",
     "function_failed",
     "health_changed",
     "notify",
@@ -135,8 +137,9 @@ def _receiver_failed(signal: NamedSignal, sender: Any, receiver: Callable[..., A
         )
 
 
-#: The attribute of an exception that names the function whose ``function_failed`` it was
-#: sent for, so that stacked decorators send it once.
+#: The attribute of an exception that holds the ``id()`` of the function whose
+#: ``function_failed`` it was sent for, so that stacked decorators send it once. An ``int``,
+#: not the function, so that the exception still pickles (to a task queue, a process pool).
 _ANNOUNCED = "_flask_observe_failed_in"
 
 
@@ -146,9 +149,12 @@ def announce_failure(fn: Callable[..., Any], name: str, exc: Exception) -> None:
     if not function_failed.receivers:
         return
     try:
-        if getattr(exc, _ANNOUNCED, None) is fn:
+        # Both functions are alive while the exception passes through them, so their ids
+        # cannot be the same.
+        if getattr(exc, _ANNOUNCED, None) == id(fn):
             return
-        setattr(exc, _ANNOUNCED, fn)
+        with contextlib.suppress(Exception):  # an exception that takes no attribute
+            setattr(exc, _ANNOUNCED, id(fn))
         sender = (
             current_app._get_current_object()  # type: ignore[attr-defined]
             if has_app_context()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import pickle
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -378,3 +379,16 @@ def test_function_failed_in_a_request_is_sent_by_that_app(
     ((sender, kwargs),) = recorder.received
     assert sender is traced_app
     assert isinstance(kwargs["exception"], PaymentDeclined)
+
+
+def test_the_exception_still_pickles_after_the_signal() -> None:
+    @timed(name="local")
+    def local() -> None:
+        raise PaymentDeclined("declined")
+
+    recorder = Recorder()
+    with function_failed.connected_to(recorder), pytest.raises(PaymentDeclined) as raised:
+        local()
+    assert len(recorder.received) == 1
+    again = pickle.loads(pickle.dumps(raised.value))
+    assert str(again) == "declined"
