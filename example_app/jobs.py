@@ -14,20 +14,19 @@ from typing import Any, Callable, Optional
 
 from flask_observe import get_logger
 
-__all__ = ["WAREHOUSE_DELAY", "JobQueue", "notify_warehouse"]
+__all__ = ["JobQueue", "notify_warehouse"]
 
 _log = get_logger(__name__)
-
-#: Seconds telling the warehouse takes: a burst of orders queues up behind it.
-WAREHOUSE_DELAY = 0.02
 
 #: A job: a function and its arguments.
 Job = tuple[Callable[..., object], tuple[Any, ...]]
 
 
-def notify_warehouse(order_id: int, items: int) -> None:
-    """Tell the warehouse to pick and ship an order (simulated: it takes a moment)."""
-    time.sleep(WAREHOUSE_DELAY)
+def notify_warehouse(order_id: int, items: int, delay: float) -> None:
+    """Tell the warehouse to pick and ship an order (simulated: it takes *delay* seconds,
+    ``EXAMPLE_WAREHOUSE_DELAY``, so that a burst of orders queues up behind it)."""
+    if delay > 0:
+        time.sleep(delay)
     _log.info("warehouse_notified", order_id=order_id, items=items)
 
 
@@ -62,6 +61,10 @@ class JobQueue:
                 _log.warning("job_dropped", job=getattr(fn, "__name__", repr(fn)))
                 return False
         return True
+
+    def drain(self) -> None:
+        """Wait until every job queued so far has run."""
+        self._queue.join()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Run the jobs already queued, then end the worker and wait for it."""

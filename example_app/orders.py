@@ -107,7 +107,7 @@ def create_order() -> Any:
         return _error(400, "invalid_order", str(exc))
     order = process_order(_database().session(), order_request, _settings().checkout)
     # After the answer is decided, not before: the client does not wait for the warehouse.
-    _jobs().submit(notify_warehouse, order.id, len(order.items))
+    _jobs().submit(notify_warehouse, order.id, len(order.items), _settings().warehouse_delay)
     location = url_for(".get_order", order_id=order.id)
     return jsonify(order.to_dict()), 201, {"Location": location}
 
