@@ -51,10 +51,12 @@ _signals = Namespace()
 #: - ``exception``: the class name of an unhandled exception, else ``None``;
 #: - ``error``: that exception itself, when flask-observe saw it, else ``None``.
 #:
-#: It is sent from the thread that served the request, after the response has gone out and
-#: the request context has been popped, while the request's span is still current and its
-#: log context still set: a receiver's log lines carry the request's ``request_id`` and
-#: ``trace_id``. A receiver should be quick; it delays the worker's next request.
+#: It is sent from the thread serving the request when the measurement ends (once the app
+#: has returned a body of known length, or once a streamed body has been sent), after the
+#: request context has been popped, while the request's span is still current and its log
+#: context still set: a receiver's log lines carry the request's ``request_id`` and
+#: ``trace_id``. A receiver should be quick: the server has not sent a body of known
+#: length yet, and it waits for the receiver.
 #:
 #: .. versionadded:: 0.1
 request_observed = _signals.signal("request-observed")
