@@ -16,13 +16,17 @@ from opentelemetry.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 from sqlalchemy.engine import Engine
 
-from flask_observe import Observe, sqlalchemy_check
+from flask_observe import Observe, get_logger, sqlalchemy_check
+from flask_observe.signals import slow_request
 
+from .jobs import JobQueue
 from .models import Database
 from .orders import bp
 from .settings import Settings, default_database_url, load_settings
 
-__all__ = ["SERVICE_NAME", "add_health_checks", "create_app", "observe"]
+__all__ = ["SERVICE_NAME", "add_health_checks", "create_app", "log_slow_request", "observe"]
+
+_log = get_logger(__name__)
 
 #: The ``service`` the metrics are labelled with, unless the config says otherwise.
 SERVICE_NAME = "shop"
@@ -46,14 +50,31 @@ def add_health_checks(extension: Observe) -> None:
 add_health_checks(observe)
 
 
+def log_slow_request(sender: Flask, **facts: Any) -> None:
+    """Warn about a request slower than ``OBSERVE_SLOW_REQUEST_SECONDS``.
+
+    A receiver of :data:`flask_observe.signals.slow_request`. It runs while the request's
+    span is current, so the line carries the request's ``trace_id`` (and ``request_id``):
+    the trace that shows where the time went is one search away.
+    """
+    _log.warning(
+        "slow_request",
+        route=facts["route"],
+        status=facts["status"],
+        duration_ms=round(facts["duration"] * 1000, 1),
+    )
+
+
 class ExampleState:
     """What the routes need at run time, in ``app.extensions["example_app"]``."""
 
-    __slots__ = ("database", "settings")
+    __slots__ = ("database", "jobs", "settings")
 
-    def __init__(self, settings: Settings, database: Database) -> None:
+    def __init__(self, settings: Settings, database: Database, jobs: JobQueue) -> None:
         self.settings = settings
         self.database = database
+        #: Background jobs; :meth:`JobQueue.stop` ends its worker.
+        self.jobs = jobs
 
 
 def create_app(
@@ -77,23 +98,30 @@ def create_app(
     # A demo on this machine: /healthz shows each check. A real service keeps the default,
     # or sets OBSERVE_HEALTH_TOKEN, since the details name its dependencies.
     app.config["OBSERVE_HEALTH_DETAILS"] = "always"
+    # Slow for this service, whose checkout takes about 60 ms: slow_request is sent above it.
+    app.config["OBSERVE_SLOW_REQUEST_SECONDS"] = 0.5
     app.json.sort_keys = False  # type: ignore[attr-defined]
     if config:
         app.config.update(config)
     settings = load_settings(app.config, os.environ, instance_path=app.instance_path)
 
     if registry is None and tracer_provider is None:
-        observe.init_app(app)
+        extension = observe
     else:
         extension = Observe(registry=registry, tracer_provider=tracer_provider)
         add_health_checks(extension)
-        extension.init_app(app)
+    extension.init_app(app)
 
     if settings.database_url == default_database_url(app.instance_path):
         os.makedirs(app.instance_path, exist_ok=True)
     database = Database(settings.database_url)
     database.create_tables()
-    app.extensions["example_app"] = ExampleState(settings, database)
+    jobs = JobQueue()
+    app.extensions["example_app"] = ExampleState(settings, database, jobs)
+    # For this app alone: each app made by the factory has an engine and a queue of its own.
+    extension.track_pool(database.engine, "orders", app=app)
+    extension.track_queue("jobs", jobs.depth, app=app)
+    slow_request.connect(log_slow_request, app)
     app.teardown_appcontext(database.remove_session)
     app.register_blueprint(bp)
     return app

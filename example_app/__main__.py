@@ -104,6 +104,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         pass
     finally:
         server.server_close()
+        app.extensions["example_app"].jobs.stop()
+        app.extensions["example_app"].database.dispose()
     return 0
 
 

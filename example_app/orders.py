@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException
 from flask_observe import counted
 
 from .checkout import CheckoutError, LineItem, OrderRequest, process_order
+from .jobs import JobQueue, notify_warehouse
 from .models import Database, Order
 from .settings import Settings
 
@@ -71,6 +72,11 @@ def _settings() -> Settings:
     return settings
 
 
+def _jobs() -> JobQueue:
+    jobs: JobQueue = current_app.extensions["example_app"].jobs
+    return jobs
+
+
 def _database() -> Database:
     database: Database = current_app.extensions["example_app"].database
     return database
@@ -100,6 +106,8 @@ def create_order() -> Any:
     except InvalidOrder as exc:
         return _error(400, "invalid_order", str(exc))
     order = process_order(_database().session(), order_request, _settings().checkout)
+    # After the answer is decided, not before: the client does not wait for the warehouse.
+    _jobs().submit(notify_warehouse, order.id, len(order.items), _settings().warehouse_delay)
     location = url_for(".get_order", order_id=order.id)
     return jsonify(order.to_dict()), 201, {"Location": location}
 

@@ -22,6 +22,7 @@ __all__ = [
     "DEFAULT_BUG_RATE",
     "DEFAULT_DELAYS",
     "DEFAULT_FAILURE_RATES",
+    "DEFAULT_WAREHOUSE_DELAY",
     "KNOWN_NAMES",
     "MAX_DELAY",
     "STEPS",
@@ -60,6 +61,9 @@ MAX_DELAY = 60.0
 
 DATABASE_URL = "EXAMPLE_DATABASE_URL"
 BUG_RATE = "EXAMPLE_BUG_RATE"
+WAREHOUSE_DELAY = "EXAMPLE_WAREHOUSE_DELAY"
+#: Seconds the background job that tells the warehouse of an order takes.
+DEFAULT_WAREHOUSE_DELAY = 0.02
 #: The database file in the instance folder, used when no URL is set.
 DEFAULT_DATABASE_FILE = "example_app.sqlite3"
 
@@ -81,7 +85,7 @@ def default_database_url(instance_path: str) -> str:
 
 #: Every ``EXAMPLE_*`` name the app reads.
 KNOWN_NAMES = frozenset(
-    [DATABASE_URL, BUG_RATE]
+    [DATABASE_URL, BUG_RATE, WAREHOUSE_DELAY]
     + [delay_name(step) for step in STEPS]
     + [failure_rate_name(step) for step in STEPS]
 )
@@ -117,6 +121,8 @@ class Settings:
 
     database_url: str
     checkout: Checkout
+    #: Seconds the background job of each order takes (see :mod:`example_app.jobs`).
+    warehouse_delay: float
 
 
 def _number(name: str, value: Any, low: float, high: float, source: str) -> float:
@@ -219,4 +225,8 @@ def load_settings(
         database_url = default_database_url(instance_path)
     else:
         database_url = _database_url(url, source)
-    return Settings(database_url=database_url, checkout=checkout)
+    return Settings(
+        database_url=database_url,
+        checkout=checkout,
+        warehouse_delay=number(WAREHOUSE_DELAY, DEFAULT_WAREHOUSE_DELAY, MAX_DELAY),
+    )

@@ -119,6 +119,9 @@ class Settings:
     health_token: Optional[str]
     health_startup_grace: float
     health_max_workers: int
+    signals_enabled: bool
+    track_sqlalchemy: bool
+    process_metrics: bool
 
 
 # -- validators: each takes (key, value) and returns the clean value or raises ConfigError --
@@ -455,6 +458,9 @@ _KEYS: Mapping[str, _Key] = {
     "OBSERVE_HEALTH_TOKEN": _Key(None, _optional_str),
     "OBSERVE_HEALTH_STARTUP_GRACE": _Key(0.0, _seconds),
     "OBSERVE_HEALTH_MAX_WORKERS": _Key(8, _count),
+    "OBSERVE_SIGNALS_ENABLED": _Key(True, _bool),
+    "OBSERVE_TRACK_SQLALCHEMY": _Key(False, _bool),
+    "OBSERVE_PROCESS_METRICS": _Key(True, _bool),
 }
 
 KNOWN_KEYS = frozenset(_KEYS)
@@ -568,4 +574,7 @@ def load_settings(
         health_token=health_token,
         health_startup_grace=get("OBSERVE_HEALTH_STARTUP_GRACE"),
         health_max_workers=get("OBSERVE_HEALTH_MAX_WORKERS"),
+        signals_enabled=get("OBSERVE_SIGNALS_ENABLED"),
+        track_sqlalchemy=get("OBSERVE_TRACK_SQLALCHEMY"),
+        process_metrics=get("OBSERVE_PROCESS_METRICS"),
     )

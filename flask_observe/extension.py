@@ -19,6 +19,8 @@ from .logs import LogSink, install_logging
 from .metrics import HttpMetrics, HttpRecorder
 from .observation import Sink
 from .pipeline import RequestPipeline
+from .saturation import Saturation, SaturationMetrics, track_flask_sqlalchemy
+from .signals import SignalSink
 from .tracing import DROP_REASONS, TraceSink, instrument_contrib, is_instrumented, tracer_for
 
 __all__ = ["Observe"]
@@ -29,7 +31,7 @@ C = TypeVar("C", bound=Callable[[], object])
 
 #: The sinks whose failures are counted, made visible at 0 from the start so that
 #: ``rate(flask_observe_errors_total[5m])`` has a series to work on before anything fails.
-_SINK_NAMES = ("pipeline", "tracing", "logs", "metrics")
+_SINK_NAMES = ("pipeline", "tracing", "logs", "metrics", "signals")
 
 
 class _State:
@@ -41,7 +43,9 @@ class _State:
         "http_metrics",
         "pipeline",
         "registry",
+        "saturation",
         "settings",
+        "shared_saturation",
         "tracer",
         "tracer_provider",
     )
@@ -56,6 +60,8 @@ class _State:
         tracer_provider: TracerProvider,
         tracer: Tracer,
         health: Optional[HealthMonitor],
+        saturation: Saturation,
+        shared_saturation: Saturation,
     ) -> None:
         self.settings = settings
         self.registry = registry
@@ -66,6 +72,11 @@ class _State:
         self.tracer = tracer
         #: ``None`` when :data:`OBSERVE_HEALTH_ENABLED` is ``False``.
         self.health = health
+        #: The pools and queues tracked for this app alone.
+        self.saturation = saturation
+        #: Those of the ``Observe`` object, for every app it serves; held here so that they
+        #: stay exported while the app lives, whether or not the object is kept.
+        self.shared_saturation = shared_saturation
 
 
 class Observe:
@@ -74,9 +85,11 @@ class Observe:
 
     Records the golden signals of every request and serves them at ``/metrics``, writes
     JSON log lines that carry each request's IDs, traces each request in a span, and serves
-    the health checks registered with :meth:`health_check` at ``/healthz``. In an app
-    factory, make it once and call :meth:`init_app` for each app; one ``Observe`` may serve
-    several apps, each with its own settings, and its health checks run for each of them.
+    the health checks registered with :meth:`health_check` at ``/healthz``, exports the
+    saturation of the pools and queues given to :meth:`track_pool` and :meth:`track_queue`,
+    and sends the signals of :mod:`flask_observe.signals`. In an app factory, make it once
+    and call :meth:`init_app` for each app; one ``Observe`` may serve several apps, each
+    with its own settings, and its health checks, pools and queues are those of each.
 
     :param app: the app to set up now; or call :meth:`init_app` later.
     :param registry: where metrics go; default prometheus_client's global ``REGISTRY``, so a
@@ -107,6 +120,7 @@ class Observe:
         self._registry = registry
         self._tracer_provider = tracer_provider
         self._health_checks = HealthChecks()
+        self._saturation = Saturation()
         given = {
             "OBSERVE_SERVICE_NAME": service_name,
             "OBSERVE_GROUP_BY": group_by,
@@ -140,6 +154,12 @@ class Observe:
         for reason in DROP_REASONS:
             http_metrics.spans_dropped.labels(reason)
         function_metrics = FunctionMetrics.for_registry(registry)
+        saturation_metrics = SaturationMetrics.for_registry(registry)
+        saturation = Saturation()
+        saturation_metrics.watch(self._saturation)
+        saturation_metrics.watch(saturation)
+        if settings.process_metrics:
+            saturation_metrics.add_process_figures()
 
         provider, tracer = tracer_for(
             settings, self._tracer_provider, on_drop=http_metrics.spans_dropped_by
@@ -161,6 +181,10 @@ class Observe:
             sinks.append(LogSink(settings))
         if settings.metrics_enabled:
             sinks.append(HttpRecorder(http_metrics))
+        if settings.signals_enabled:
+            # Last, so it finishes first: receivers run while the request's span is current
+            # and its log context set.
+            sinks.append(SignalSink(app, settings.slow_request_seconds))
         pipeline = RequestPipeline(
             settings, sinks, on_sink_error=lambda name: http_metrics.errors.labels(name).inc()
         )
@@ -179,8 +203,19 @@ class Observe:
             app.register_blueprint(health_blueprint(settings.health_path))
         app.cli.add_command(observe_cli)
         app.extensions["observe"] = _State(
-            settings, registry, http_metrics, function_metrics, pipeline, provider, tracer, health
+            settings,
+            registry,
+            http_metrics,
+            function_metrics,
+            pipeline,
+            provider,
+            tracer,
+            health,
+            saturation,
+            self._saturation,
         )
+        if settings.track_sqlalchemy:
+            track_flask_sqlalchemy(app, saturation)
 
     def add_health_check(
         self,
@@ -244,3 +279,71 @@ class Observe:
             return fn
 
         return register
+
+    def track_pool(
+        self, engine: Any, name: str = "default", *, app: Optional[Flask] = None
+    ) -> None:
+        """Export the saturation of an SQLAlchemy engine's connection pool as
+        ``db_pool_connections_in_use{pool}``, ``db_pool_connections_max{pool}``,
+        ``db_pool_wait_seconds{pool}`` and ``db_pool_checkout_failures_total{pool, reason}``
+        (see :doc:`/saturation`).
+
+        .. code-block:: python
+
+            observe.track_pool(db.engine)  # Flask-SQLAlchemy's, or any create_engine()
+
+        The pool's events are listened to from now on, and its ``connect()`` is timed; both
+        carry over to the new pool ``engine.dispose()`` makes. The engine is held weakly:
+        its series go away with it.
+
+        :param engine: an SQLAlchemy :class:`~sqlalchemy.engine.Engine`, or an
+            ``AsyncEngine``.
+        :param name: the ``pool`` label: a non-empty string of at most 100 characters.
+        :param app: track it for this app alone (an app factory that makes an engine per
+            app); by default for every app this object serves, as health checks are, whether
+            they were set up before or after this call. The app must be set up already.
+        :raises ValueError: if the name is not allowed, or already tracked.
+        :raises TypeError: if *engine* is not an SQLAlchemy engine.
+        :raises RuntimeError: if *app* is not set up with flask-observe.
+
+        .. versionadded:: 0.1
+        """
+        self._saturation_for(app).add_pool(engine, name)
+
+    def track_queue(
+        self, name: str, depth_fn: Callable[[], float], *, app: Optional[Flask] = None
+    ) -> None:
+        """Export ``app_queue_depth{queue=name}``: the value of *depth_fn* at each scrape.
+
+        .. code-block:: python
+
+            jobs = queue.Queue()
+            observe.track_queue("jobs", jobs.qsize)
+
+        *depth_fn* is called without arguments from the thread serving ``/metrics``, inside
+        the app context; it must be quick. One that raises or returns no number leaves the
+        queue out of that scrape and is counted in ``app_queue_depth_errors_total{queue}``;
+        the scrape goes on.
+
+        :param name: the ``queue`` label: a non-empty string of at most 100 characters.
+        :param depth_fn: returns the number of items waiting.
+        :param app: as for :meth:`track_pool`.
+        :raises ValueError: if the name is not allowed, or already tracked.
+        :raises TypeError: if *depth_fn* is not callable.
+        :raises RuntimeError: if *app* is not set up with flask-observe.
+
+        .. versionadded:: 0.1
+        """
+        self._saturation_for(app).add_queue(name, depth_fn)
+
+    def _saturation_for(self, app: Optional[Flask]) -> Saturation:
+        if app is None:
+            return self._saturation
+        state = app.extensions.get("observe")
+        if state is None:
+            raise RuntimeError(
+                f"flask-observe is not set up on the app {app.name!r}: call init_app(app) "
+                "before tracking a pool or queue for it alone."
+            )
+        saturation: Saturation = state.saturation
+        return saturation

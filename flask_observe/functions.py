@@ -21,6 +21,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from .config import validate_buckets
+from .signals import announce_failure
 
 __all__ = ["FunctionMetrics", "counted", "timed"]
 
@@ -123,14 +124,16 @@ def _current_function_metrics() -> FunctionMetrics:
 _seen_buckets: dict[str, tuple[float, ...]] = {}
 
 
-def _instrument(fn: F, make_record: Callable[[FunctionMetrics], _Record]) -> F:
+def _instrument(fn: F, label: str, make_record: Callable[[FunctionMetrics], _Record]) -> F:
     """Wrap *fn* (sync, async, generator or async generator) to record each call.
 
     ``make_record(families)`` gives the function that records one call's outcome and duration
     into those families; it is made once per registry and cached, so a call costs a context
-    check and a dict lookup on top of the metric update.
+    check and a dict lookup on top of the metric update. A call that raises an
+    :class:`Exception` sends ``function_failed`` under *label*, in the error path only.
     """
     token = object()
+    base = inspect.unwrap(fn)
 
     def record(outcome: str, duration: float) -> None:
         families = _current_function_metrics()
@@ -151,6 +154,9 @@ def _instrument(fn: F, make_record: Callable[[FunctionMetrics], _Record]) -> F:
             except GeneratorExit:
                 outcome = "success"
                 raise
+            except Exception as exc:
+                announce_failure(base, label, exc)
+                raise
             finally:
                 record(outcome, time.perf_counter() - start)
 
@@ -162,6 +168,9 @@ def _instrument(fn: F, make_record: Callable[[FunctionMetrics], _Record]) -> F:
                 result = await fn(*args, **kwargs)
                 outcome = "success"
                 return result
+            except Exception as exc:
+                announce_failure(base, label, exc)
+                raise
             finally:
                 record(outcome, time.perf_counter() - start)
 
@@ -177,6 +186,9 @@ def _instrument(fn: F, make_record: Callable[[FunctionMetrics], _Record]) -> F:
                 # The consumer stopped early: the function did not fail.
                 outcome = "success"
                 raise
+            except Exception as exc:
+                announce_failure(base, label, exc)
+                raise
             finally:
                 record(outcome, time.perf_counter() - start)
 
@@ -188,6 +200,9 @@ def _instrument(fn: F, make_record: Callable[[FunctionMetrics], _Record]) -> F:
                 result = fn(*args, **kwargs)
                 outcome = "success"
                 return result
+            except Exception as exc:
+                announce_failure(base, label, exc)
+                raise
             finally:
                 record(outcome, time.perf_counter() - start)
 
@@ -222,7 +237,8 @@ def timed(
     Use it bare (``@timed``) or with arguments (``@timed(name="checkout", buckets=(...))``) on
     a plain, ``async``, generator or async generator function. ``function`` is the
     module-qualified name unless *name* is given; ``outcome`` is ``success``, or ``error``
-    when the call raised (the exception still propagates). A generator is timed from its
+    when the call raised (the exception still propagates, after
+    :data:`~flask_observe.signals.function_failed` is sent). A generator is timed from its
     first step to its end; one closed early counts as a success.
 
     Inside an app context of an app with :class:`~flask_observe.Observe` the sample goes to
@@ -250,7 +266,7 @@ def timed(
             children = {o: histogram.labels(label, o).observe for o in ("success", "error")}
             return lambda outcome, duration: children[outcome](duration)
 
-        return _instrument(f, make_record)
+        return _instrument(f, label, make_record)
 
     return decorate if fn is None else decorate(fn)
 
@@ -277,6 +293,6 @@ def counted(fn: Optional[F] = None, /, *, name: Optional[str] = None) -> Any:
             children = {o: families.calls.labels(label, o).inc for o in ("success", "error")}
             return lambda outcome, _duration: children[outcome]()
 
-        return _instrument(f, make_record)
+        return _instrument(f, label, make_record)
 
     return decorate if fn is None else decorate(fn)

@@ -40,6 +40,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 from ._version import __version__
 from .config import ConfigError, Settings
 from .observation import ENVIRON_KEY, Observation
+from .signals import announce_failure
 
 __all__ = ["TraceSink", "current_tracer", "traced", "tracer_for"]
 
@@ -133,11 +134,6 @@ class _Call:
         return current_tracer().start_span(self.name, kind=SpanKind.INTERNAL, attributes=attributes)
 
 
-def _failed(span: Span, exc: BaseException) -> None:
-    span.record_exception(exc)
-    span.set_status(_error_status(exc))
-
-
 def _instrument(fn: F, call: _Call) -> F:
     """Wrap *fn* (sync, async, generator or async generator) in a span per call.
 
@@ -147,6 +143,14 @@ def _instrument(fn: F, call: _Call) -> F:
     use = functools.partial(
         trace.use_span, end_on_exit=False, record_exception=False, set_status_on_exception=False
     )
+    base = inspect.unwrap(fn)
+
+    def failed(span: Span, exc: BaseException) -> None:
+        span.record_exception(exc)
+        span.set_status(_error_status(exc))
+        if isinstance(exc, Exception):
+            announce_failure(base, call.name, exc)
+
     wrapper: Callable[..., Any]
     if inspect.isasyncgenfunction(fn):
 
@@ -173,7 +177,7 @@ def _instrument(fn: F, call: _Call) -> F:
             except GeneratorExit:
                 raise
             except BaseException as exc:
-                _failed(span, exc)
+                failed(span, exc)
                 raise
             finally:
                 span.end()
@@ -186,7 +190,7 @@ def _instrument(fn: F, call: _Call) -> F:
                 with use(span):
                     return await fn(*args, **kwargs)
             except BaseException as exc:
-                _failed(span, exc)
+                failed(span, exc)
                 raise
             finally:
                 span.end()
@@ -216,7 +220,7 @@ def _instrument(fn: F, call: _Call) -> F:
             except GeneratorExit:
                 raise  # the consumer stopped early: the function did not fail
             except BaseException as exc:
-                _failed(span, exc)
+                failed(span, exc)
                 raise
             finally:
                 span.end()
@@ -229,7 +233,7 @@ def _instrument(fn: F, call: _Call) -> F:
                 with use(span):
                     return fn(*args, **kwargs)
             except BaseException as exc:
-                _failed(span, exc)
+                failed(span, exc)
                 raise
             finally:
                 span.end()
@@ -266,7 +270,8 @@ def traced(
     current at the call (the request's, inside a request) and is current while the function
     runs, so spans made inside it are its children. A generator's span covers its whole
     iteration. An exception is recorded on the span, which is marked as an error, and is
-    raised unchanged; a generator closed early is not an error.
+    raised unchanged (:data:`~flask_observe.signals.function_failed` is sent first); a
+    generator closed early is not an error.
 
     Without a tracer provider the spans are OpenTelemetry's no-op ones and cost little.
 

@@ -110,6 +110,9 @@ def _init(**config: Any) -> Flask:
         ("OBSERVE_HEALTH_STARTUP_GRACE", "30s", "a finite number of seconds, 0 or more"),
         ("OBSERVE_HEALTH_MAX_WORKERS", 0, "a whole number > 0"),
         ("OBSERVE_HEALTH_MAX_WORKERS", 2.0, "a whole number > 0"),
+        ("OBSERVE_SIGNALS_ENABLED", "yes", "True or False"),
+        ("OBSERVE_TRACK_SQLALCHEMY", 1, "True or False"),
+        ("OBSERVE_PROCESS_METRICS", None, "True or False"),
     ],
 )
 def test_bad_value_fails_at_init_app_naming_key_value_and_allowed(
@@ -128,6 +131,9 @@ def test_defaults_are_set_on_the_app_config(app: Flask) -> None:
     assert app.config["OBSERVE_METRICS_PATH"] == "/metrics"
     assert app.config["OBSERVE_GROUP_BY"] == "route"
     assert app.config["OBSERVE_METRICS_ENABLED"] is True
+    assert app.config["OBSERVE_SIGNALS_ENABLED"] is True
+    assert app.config["OBSERVE_TRACK_SQLALCHEMY"] is False
+    assert app.config["OBSERVE_PROCESS_METRICS"] is True
     settings = app.extensions["observe"].settings
     assert settings.exclude_paths == ("/metrics", "/healthz")
     assert settings.service_name == "shop"

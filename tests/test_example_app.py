@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -17,6 +18,7 @@ from example_app.__main__ import banner
 from example_app.settings import (
     DEFAULT_DELAYS,
     DEFAULT_FAILURE_RATES,
+    DEFAULT_WAREHOUSE_DELAY,
     STEPS,
     default_database_url,
     delay_name,
@@ -24,7 +26,7 @@ from example_app.settings import (
     load_settings,
 )
 
-from .conftest import Spans, log_lines, serving
+from .conftest import Spans, log_lines, sample_value, scrape, serving
 
 AppFactory = Callable[..., Flask]
 
@@ -37,6 +39,7 @@ QUIET: dict[str, Any] = {
     **{delay_name(step): 0 for step in STEPS},
     **{failure_rate_name(step): 0 for step in STEPS},
     "EXAMPLE_BUG_RATE": 0,
+    "EXAMPLE_WAREHOUSE_DELAY": 0,
 }
 
 ORDER = {
@@ -51,6 +54,16 @@ def registry() -> CollectorRegistry:
     return CollectorRegistry()
 
 
+class DrainingClient(FlaskClient):
+    """A test client that waits for the background jobs each request queued, so that they
+    run, and log, inside the test rather than after it."""
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        response = super().open(*args, **kwargs)
+        self.application.extensions["example_app"].jobs.drain()
+        return response
+
+
 @pytest.fixture
 def make_app(tmp_path: Path, registry: CollectorRegistry, spans: Spans) -> Iterator[AppFactory]:
     """``make_app(**config)``: the service on a fresh database, registry and tracer provider,
@@ -60,11 +73,13 @@ def make_app(tmp_path: Path, registry: CollectorRegistry, spans: Spans) -> Itera
     def factory(**config: Any) -> Flask:
         settings = {**QUIET, "EXAMPLE_DATABASE_URL": f"sqlite:///{tmp_path / 'shop.sqlite3'}"}
         app = create_app({**settings, **config}, registry=registry, tracer_provider=spans.provider)
+        app.test_client_class = DrainingClient
         apps.append(app)
         return app
 
     yield factory
     for app in apps:
+        app.extensions["example_app"].jobs.stop()
         app.extensions["example_app"].database.dispose()
 
 
@@ -304,6 +319,7 @@ def test_defaults_make_inventory_the_slow_step(tmp_path: Path) -> None:
     assert {s: steps[s].delay for s in STEPS} == DEFAULT_DELAYS
     assert {s: steps[s].failure_rate for s in STEPS} == DEFAULT_FAILURE_RATES
     assert max(STEPS, key=lambda s: steps[s].delay) == "check_inventory"
+    assert settings.warehouse_delay == DEFAULT_WAREHOUSE_DELAY
 
 
 def test_config_beats_the_environment(tmp_path: Path) -> None:
@@ -329,6 +345,7 @@ def test_config_beats_the_environment(tmp_path: Path) -> None:
         ("EXAMPLE_PROCESS_PAYMENT_FAILURE_RATE", 1.5),
         ("EXAMPLE_SEND_EMAIL_FAILURE_RATE", True),
         ("EXAMPLE_BUG_RATE", ""),
+        ("EXAMPLE_WAREHOUSE_DELAY", -1),
         ("EXAMPLE_DATABASE_URL", "not a url"),
         ("EXAMPLE_DATABASE_URL", "sqlite://"),
         ("EXAMPLE_CHECK_INVENTROY_DELAY", 1),
@@ -345,6 +362,71 @@ def test_a_bad_environment_value_names_its_variable(tmp_path: Path) -> None:
         load_settings({}, environ, instance_path=str(tmp_path))
 
 
+# -- saturation and signals --
+
+
+def test_the_orders_pool_and_the_job_queue_are_exported(
+    make_app: AppFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = make_app()
+    client = app.test_client()
+    response = client.post("/orders", json=ORDER)
+    assert response.status_code == 201
+    families = scrape(client)
+    assert sample_value(families["db_pool_connections_in_use"], pool="orders") == 0.0
+    assert sample_value(families["db_pool_connections_max"], pool="orders") == 15.0
+    assert (sample_value(families["db_pool_wait_seconds"], "_count", pool="orders") or 0) >= 1
+    assert sample_value(families["app_queue_depth"], queue="jobs") is not None
+    (notified,) = [line for line in log_lines(capsys) if line["event"] == "warehouse_notified"]
+    assert notified["order_id"] == response.get_json()["id"]
+    assert notified["items"] == 2
+
+
+def test_the_queue_depth_counts_the_jobs_waiting(make_app: AppFactory) -> None:
+    app = make_app()
+    jobs = app.extensions["example_app"].jobs
+    started, release = threading.Event(), threading.Event()
+
+    def blocking() -> None:
+        started.set()
+        release.wait(10)
+
+    client = FlaskClient(app)  # one that does not wait for the blocked job
+    try:
+        assert jobs.submit(blocking)
+        assert started.wait(10)
+        for _ in range(3):
+            assert jobs.submit(lambda: None)
+        assert sample_value(scrape(client)["app_queue_depth"], queue="jobs") == 3.0
+    finally:
+        release.set()
+    jobs.stop()
+    assert sample_value(scrape(client)["app_queue_depth"], queue="jobs") == 0.0
+    assert not jobs.submit(lambda: None)  # stopped: refused
+
+
+def test_a_slow_request_is_logged_as_a_warning_with_its_trace_id(
+    make_app: AppFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = make_app(OBSERVE_SLOW_REQUEST_SECONDS=0.05, EXAMPLE_CHECK_INVENTORY_DELAY=0.2)
+    response = app.test_client().post("/orders", json=ORDER)
+    assert response.status_code == 201
+    (slow,) = [line for line in log_lines(capsys) if line["event"] == "slow_request"]
+    assert slow["level"] == "warning"
+    assert slow["route"] == "/orders"
+    assert slow["status"] == 201
+    assert slow["duration_ms"] >= 50
+    assert slow["trace_id"] == response.headers["traceresponse"].split("-")[1]
+    assert slow["request_id"] == response.headers["X-Request-ID"]
+
+
+def test_a_quick_request_is_not_a_slow_one(
+    make_app: AppFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert make_app().test_client().post("/orders", json=ORDER).status_code == 201
+    assert not [line for line in log_lines(capsys) if line["event"] == "slow_request"]
+
+
 # -- running it --
 
 
@@ -355,8 +437,9 @@ def live_url(app: Flask) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
 
 
-def test_load_against_a_real_server(live_url: str, registry: CollectorRegistry) -> None:
+def test_load_against_a_real_server(app: Flask, live_url: str, registry: CollectorRegistry) -> None:
     counts = load.run(live_url, requests=30, duration=20, concurrency=4, seed=1)
+    app.extensions["example_app"].jobs.drain()
     assert sum(counts.values()) == 30
     assert counts[None] == 0
     assert counts[201] > 0
