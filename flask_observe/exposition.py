@@ -21,6 +21,7 @@ from prometheus_client.registry import CollectorRegistry
 from werkzeug.http import parse_options_header
 
 from .config import Network
+from .multiprocess import files_registry
 
 __all__ = ["bearer_matches", "metrics_blueprint", "negotiate"]
 
@@ -119,7 +120,8 @@ def metrics_view() -> Response:
             401, "Unauthorized: a bearer token is required.", **{"WWW-Authenticate": "Bearer"}
         )
     encoder, content_type = negotiate(request.headers.get("Accept"))
-    body = encoder(state.registry)
+    files = state.multiprocess_dir
+    body = encoder(state.registry if files is None else files_registry(files))
     headers = {"Vary": "Accept, Accept-Encoding", "Cache-Control": "no-store"}
     if request.accept_encodings["gzip"] > 0:
         body = gzip.compress(body, compresslevel=6)

@@ -16,6 +16,7 @@ from .functions import FunctionMetrics
 from .health import HealthChecks, HealthMetrics, HealthMonitor, health_blueprint, make_check
 from .logs import LogSink, install_logging
 from .metrics import HttpMetrics, HttpRecorder
+from .multiprocess import MultiprocessRecorder, multiprocess_dir, registry_for_families
 from .observation import Sink
 from .pipeline import RequestPipeline
 from .tracing import DROP_REASONS, TraceSink, instrument_contrib, is_instrumented, tracer_for
@@ -38,6 +39,7 @@ class _State:
         "function_metrics",
         "health",
         "http_metrics",
+        "multiprocess_dir",
         "pipeline",
         "registry",
         "settings",
@@ -49,6 +51,7 @@ class _State:
         self,
         settings: Settings,
         registry: CollectorRegistry,
+        multiprocess_dir: Optional[str],
         http_metrics: HttpMetrics,
         function_metrics: FunctionMetrics,
         pipeline: RequestPipeline,
@@ -58,6 +61,9 @@ class _State:
     ) -> None:
         self.settings = settings
         self.registry = registry
+        #: prometheus_client's multiprocess directory, which ``/metrics`` then serves
+        #: instead of the registry; ``None`` in a single process.
+        self.multiprocess_dir = multiprocess_dir
         self.http_metrics = http_metrics
         self.function_metrics = function_metrics
         self.pipeline = pipeline
@@ -130,15 +136,20 @@ class Observe:
             )
         set_defaults(app.config)
         settings = load_settings(app.config, app_name=app.name, overrides=self._overrides)
+        files = multiprocess_dir()
         registry = self._registry if self._registry is not None else REGISTRY
+        # Where flask-observe's own families go; in multiprocess mode one set per process.
+        families = registry if files is None else registry_for_families(registry)
 
-        http_metrics = HttpMetrics.for_registry(registry, settings.buckets, settings.size_buckets)
+        http_metrics = HttpMetrics.for_registry(
+            families, settings.buckets, settings.size_buckets, multiprocess=files is not None
+        )
         http_metrics.set_info(settings.service_name)
         for name in _SINK_NAMES:
             http_metrics.errors.labels(name)
         for reason in DROP_REASONS:
             http_metrics.spans_dropped.labels(reason)
-        function_metrics = FunctionMetrics.for_registry(registry)
+        function_metrics = FunctionMetrics.for_registry(families)
 
         provider, tracer = tracer_for(
             settings, self._tracer_provider, on_drop=http_metrics.spans_dropped_by
@@ -159,7 +170,11 @@ class Observe:
         if settings.log_json or settings.access_log:
             sinks.append(LogSink(settings))
         if settings.metrics_enabled:
-            sinks.append(HttpRecorder(http_metrics))
+            sinks.append(
+                HttpRecorder(http_metrics)
+                if files is None
+                else MultiprocessRecorder(families, settings.buckets, settings.size_buckets)
+            )
         pipeline = RequestPipeline(
             settings, sinks, on_sink_error=lambda name: http_metrics.errors.labels(name).inc()
         )
@@ -173,11 +188,19 @@ class Observe:
             app.register_blueprint(metrics_blueprint(settings.metrics_path))
         health = None
         if settings.health_enabled:
-            health_metrics = HealthMetrics.for_registry(registry)
+            health_metrics = HealthMetrics.for_registry(families)
             health = HealthMonitor(settings, self._health_checks, health_metrics)
             app.register_blueprint(health_blueprint(settings.health_path))
         app.extensions["observe"] = _State(
-            settings, registry, http_metrics, function_metrics, pipeline, provider, tracer, health
+            settings,
+            registry,
+            files,
+            http_metrics,
+            function_metrics,
+            pipeline,
+            provider,
+            tracer,
+            health,
         )
 
     def add_health_check(

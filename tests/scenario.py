@@ -1,0 +1,68 @@
+"""One fixed set of requests and scrapes, to compare one process with multiprocess mode.
+
+:func:`run` serves it in the calling process. :func:`main`, called in a process started
+with ``PROMETHEUS_MULTIPROC_DIR`` set, serves it where prometheus_client chose its
+multiprocess files when first imported, and prints the scrapes as JSON.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import Optional
+
+from prometheus_client import CollectorRegistry
+
+from flask_observe import Observe, counted, timed
+
+from .conftest import make_app
+
+OPENMETRICS = "application/openmetrics-text; version=1.0.0"
+
+#: Every kind of request the HTTP metrics tell apart: statuses, an exception, no route, a
+#: request body, a streamed response.
+REQUESTS = (
+    ("GET", "/orders/1", None),
+    ("GET", "/orders/2", None),
+    ("GET", "/orders/0", None),
+    ("POST", "/orders", b'{"sku": "MUG-0042"}' * 20),
+    ("GET", "/boom", None),
+    ("GET", "/no/such/path", None),
+    ("GET", "/stream", None),
+)
+
+
+@timed
+def price_order() -> int:
+    return 42
+
+
+@counted
+def reserve_stock() -> None:
+    raise LookupError("out of stock")
+
+
+def run(registry: Optional[CollectorRegistry]) -> dict[str, str]:
+    """Serve the scenario on a fresh app; return its scrapes, by format."""
+    observe = Observe(registry=registry)
+    observe.add_health_check("database", lambda: True)
+    app = make_app(registry, observe=observe)
+    client = app.test_client()
+    for method, path, body in REQUESTS:
+        client.open(path, method=method, data=body).close()
+    with app.app_context():
+        price_order()
+        with contextlib.suppress(LookupError):
+            reserve_stock()
+    client.get("/healthz/ready").close()
+    scrapes = {}
+    for name, accept in (("text", "text/plain"), ("openmetrics", OPENMETRICS)):
+        response = client.get("/metrics", headers={"Accept": accept})
+        scrapes[name] = response.get_data(as_text=True)
+        response.close()
+    return scrapes
+
+
+def main() -> None:
+    """Print :func:`run`'s scrapes as JSON, for a test that started this process."""
+    print(json.dumps(run(None)))
