@@ -150,7 +150,13 @@ class Gunicorn:
         self.multiproc_dir = workdir / "prometheus-multiproc"
         self.multiproc_dir.mkdir()
         self.log_path = workdir / "gunicorn.log"
-        environ = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(self.multiproc_dir)}
+        # gunicorn >= 25.1 opens a control socket in XDG_RUNTIME_DIR, else in ~/.gunicorn,
+        # where every server on the machine would use the same one.
+        environ = {
+            **os.environ,
+            "PROMETHEUS_MULTIPROC_DIR": str(self.multiproc_dir),
+            "XDG_RUNTIME_DIR": str(workdir),
+        }
         environ.update(env or {})
         with contextlib.ExitStack() as stack:
             listener = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
