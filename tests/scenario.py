@@ -20,11 +20,16 @@ from .conftest import make_app
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
 
 #: Every kind of request the HTTP metrics tell apart: statuses, an exception, no route, a
-#: request body, a streamed response.
+#: method the route does not take, a method nobody knows, a request body, a streamed
+#: response. (Multiprocess mode labels a request before Flask routes it: the labels must
+#: come out the same.)
 REQUESTS = (
     ("GET", "/orders/1", None),
     ("GET", "/orders/2", None),
     ("GET", "/orders/0", None),
+    ("DELETE", "/orders/1", None),
+    ("BREW", "/orders/1", None),
+    ("HEAD", "/orders/3", None),
     ("POST", "/orders", b'{"sku": "MUG-0042"}' * 20),
     ("GET", "/boom", None),
     ("GET", "/no/such/path", None),

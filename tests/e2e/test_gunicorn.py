@@ -73,7 +73,7 @@ def counts(families: dict[str, Metric], name: str, *labels: str) -> dict[tuple[s
 
 def requests_total(families: dict[str, Metric]) -> Counter[Key]:
     found = counts(families, "http_requests", "method", "endpoint", "status")
-    return Counter({key: int(value) for key, value in found.items()})  # type: ignore[misc]
+    return Counter({key: int(value) for key, value in found.items()})
 
 
 def test_a_scrape_adds_up_the_requests_of_every_worker(start_gunicorn: StartGunicorn) -> None:
