@@ -200,10 +200,9 @@ class MultiprocessRecorder:
     """The metrics sink in multiprocess mode: records each request in prometheus_client's
     metrics, whose values live in the process's files.
 
-    The in-progress gauge is counted up when a request starts and down when it finishes,
-    since no other process could ask this one what it is serving. Labels are known at the
-    start only by matching the URL then, one more match than Flask's own; that is the
-    price of this mode's in-progress gauge, a few microseconds on a request.
+    The in-progress gauge is counted up once Flask has routed the request (its ``routed``
+    hook, as one process counts requests whose route is known) and down when it finishes,
+    since no other process could ask this one what it is serving.
 
     :param registry: the registry of the families; one set per registry, made on first use
         (the caller has checked that apps sharing it agree on the buckets).
@@ -220,6 +219,8 @@ class MultiprocessRecorder:
                 families = _families[registry] = _Families(registry, buckets, sizes)
         self._families = families
         self._routes = families.routes
+        #: The requests counted in progress, not yet finished.
+        self._in_progress: set[Observation] = set()
 
     def _route(self, observation: Observation) -> _Route:
         key = (observation.method, observation.endpoint)
@@ -228,13 +229,18 @@ class MultiprocessRecorder:
             route = self._routes.setdefault(key, _Route(self._families, *key))
         return route
 
-    def start(self, observation: Observation) -> None:
-        observation.ensure_routed()
+    #: Nothing to do before Flask routes the request.
+    start = None
+
+    def routed(self, observation: Observation) -> None:
         self._route(observation).in_progress.inc()
+        self._in_progress.add(observation)  # set.add is atomic: no lock
 
     def finish(self, observation: Observation) -> None:
         route = self._route(observation)
-        route.in_progress.dec()
+        if observation in self._in_progress:
+            self._in_progress.discard(observation)
+            route.in_progress.dec()
         route.duration.observe(observation.duration)
         route.request_size.observe(observation.request_size)
         route.response_size.observe(observation.response_size or 0)
