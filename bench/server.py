@@ -342,9 +342,10 @@ def main(argv: Optional[list[str]] = None) -> int:
             f"{by_cpu:.0%} by the workers' CPU time ({_verdict(by_cpu)})"
         )
     if counted is not None:
+        whose = "over all its workers" if args.multiprocess else "in the one worker scraped"
         print(
-            f"flask-observe's /metrics counted {counted:.0f} requests over all its workers; "
-            f"wrk completed {sent} (plus the readiness probe, and any cut off by a run's end)"
+            f"flask-observe's /metrics counted {counted:.0f} requests {whose}; wrk completed "
+            f"{sent} (plus the readiness probe, and any cut off by a run's end)"
         )
     return 0
 
