@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 5000
 
-.PHONY: demo test lint type docs bench clean
+.PHONY: demo demo-prod test lint type docs bench bench-server clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 9) and "flask-observe needs Python 3.9 or newer")'
@@ -27,6 +27,15 @@ $(VENV)/.installed-bench: $(BIN)/python setup.cfg pyproject.toml
 demo: $(VENV)/.installed-demo
 	$(BIN)/python -m example_app --host $(HOST) --port $(PORT)
 
+# The production shape: gunicorn, 4 workers sharing their metrics through prometheus_client's
+# multiprocess files, in a directory made for this run and removed after it.
+demo-prod: $(VENV)/.installed-demo
+	@dir=$$(mktemp -d "$${TMPDIR:-/tmp}/flask-observe-metrics.XXXXXX") && \
+	trap 'rm -rf "$$dir"' EXIT && \
+	echo "prometheus_client multiprocess files: $$dir" && \
+	PROMETHEUS_MULTIPROC_DIR="$$dir" $(BIN)/gunicorn -c example_app/gunicorn.conf.py \
+		--bind $(HOST):$(PORT)
+
 test: lint type
 	$(BIN)/python -m pytest
 	$(MAKE) docs
@@ -44,6 +53,10 @@ docs: $(VENV)/.installed-test
 bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/signals.py
+
+# Needs wrk (Debian package wrk) on the PATH.
+bench-server: $(VENV)/.installed-bench
+	$(BIN)/python bench/server.py
 
 clean:
 	rm -rf $(VENV) docs/_build build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -8,6 +8,7 @@ from typing import Any, Optional
 from flask import g
 from sqlalchemy import DateTime, ForeignKey, String, create_engine
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import (
     DeclarativeBase,
     Mapped,
@@ -88,7 +89,13 @@ class Database:
 
     def create_tables(self) -> None:
         """Create the tables that do not exist yet."""
-        Base.metadata.create_all(self.engine)
+        try:
+            Base.metadata.create_all(self.engine)
+        except OperationalError:
+            # gunicorn's workers start together, each making its app: another may have
+            # created a table between this one's check and its CREATE. Checked again, the
+            # tables exist, and nothing is created; any other failure is raised again.
+            Base.metadata.create_all(self.engine)
 
     def session(self) -> Session:
         """The current request's session, opened on first use."""

@@ -48,8 +48,9 @@ Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 class ConfigError(ValueError):
     """An ``OBSERVE_*`` value is invalid.
 
-    Raised by :meth:`flask_observe.Observe.init_app` for a bad ``OBSERVE_*`` value, and by
-    ``@timed(buckets=...)`` for bad buckets (the key is then ``"buckets"``). The message
+    Raised by :meth:`flask_observe.Observe.init_app` for a bad ``OBSERVE_*`` value, or a
+    ``PROMETHEUS_MULTIPROC_DIR`` it cannot use (the key is then that variable's name), and
+    by ``@timed(buckets=...)`` for bad buckets (the key is then ``"buckets"``). The message
     names the key, the value it was given and what is allowed.
 
     .. versionadded:: 0.1

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import hmac
 import ipaddress
+import logging
 from collections.abc import Sequence
 from typing import Any, Callable, Optional
 
@@ -21,8 +22,11 @@ from prometheus_client.registry import CollectorRegistry
 from werkzeug.http import parse_options_header
 
 from .config import Network
+from .multiprocess import files_registry
 
 __all__ = ["bearer_matches", "metrics_blueprint", "negotiate"]
+
+_log = logging.getLogger("flask_observe")
 
 Encoder = Callable[[CollectorRegistry], bytes]
 
@@ -119,7 +123,13 @@ def metrics_view() -> Response:
             401, "Unauthorized: a bearer token is required.", **{"WWW-Authenticate": "Bearer"}
         )
     encoder, content_type = negotiate(request.headers.get("Accept"))
-    body = encoder(state.registry)
+    files = state.multiprocess_dir
+    if files is not None:
+        try:
+            state.saturation_metrics.write_files()
+        except Exception:  # the figures of one worker are never worth a failed scrape
+            _log.exception("Could not write this worker's saturation figures to its files")
+    body = encoder(state.registry if files is None else files_registry(files))
     headers = {"Vary": "Accept, Accept-Encoding", "Cache-Control": "no-store"}
     if request.accept_encodings["gzip"] > 0:
         body = gzip.compress(body, compresslevel=6)

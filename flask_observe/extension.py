@@ -17,9 +17,15 @@ from .functions import FunctionMetrics
 from .health import HealthChecks, HealthMetrics, HealthMonitor, health_blueprint, make_check
 from .logs import LogSink, install_logging
 from .metrics import HttpMetrics, HttpRecorder
+from .multiprocess import MultiprocessRecorder, multiprocess_dir, registry_for_families
 from .observation import Sink
 from .pipeline import RequestPipeline
-from .saturation import Saturation, SaturationMetrics, track_flask_sqlalchemy
+from .saturation import (
+    ProcessFiguresSink,
+    Saturation,
+    SaturationMetrics,
+    track_flask_sqlalchemy,
+)
 from .signals import SignalSink
 from .tracing import DROP_REASONS, TraceSink, instrument_contrib, is_instrumented, tracer_for
 
@@ -31,7 +37,7 @@ C = TypeVar("C", bound=Callable[[], object])
 
 #: The sinks whose failures are counted, made visible at 0 from the start so that
 #: ``rate(flask_observe_errors_total[5m])`` has a series to work on before anything fails.
-_SINK_NAMES = ("pipeline", "tracing", "logs", "metrics", "signals")
+_SINK_NAMES = ("pipeline", "tracing", "logs", "metrics", "signals", "saturation")
 
 
 class _State:
@@ -41,9 +47,11 @@ class _State:
         "function_metrics",
         "health",
         "http_metrics",
+        "multiprocess_dir",
         "pipeline",
         "registry",
         "saturation",
+        "saturation_metrics",
         "settings",
         "shared_saturation",
         "tracer",
@@ -54,6 +62,7 @@ class _State:
         self,
         settings: Settings,
         registry: CollectorRegistry,
+        multiprocess_dir: Optional[str],
         http_metrics: HttpMetrics,
         function_metrics: FunctionMetrics,
         pipeline: RequestPipeline,
@@ -62,9 +71,13 @@ class _State:
         health: Optional[HealthMonitor],
         saturation: Saturation,
         shared_saturation: Saturation,
+        saturation_metrics: SaturationMetrics,
     ) -> None:
         self.settings = settings
         self.registry = registry
+        #: prometheus_client's multiprocess directory, which ``/metrics`` then serves
+        #: instead of the registry; ``None`` in a single process.
+        self.multiprocess_dir = multiprocess_dir
         self.http_metrics = http_metrics
         self.function_metrics = function_metrics
         self.pipeline = pipeline
@@ -77,6 +90,9 @@ class _State:
         #: Those of the ``Observe`` object, for every app it serves; held here so that they
         #: stay exported while the app lives, whether or not the object is kept.
         self.shared_saturation = shared_saturation
+        #: The registry's saturation families; in multiprocess mode, ``/metrics`` has them
+        #: write what a scrape reads to the files first.
+        self.saturation_metrics = saturation_metrics
 
 
 class Observe:
@@ -145,16 +161,21 @@ class Observe:
             )
         set_defaults(app.config)
         settings = load_settings(app.config, app_name=app.name, overrides=self._overrides)
+        files = multiprocess_dir()
         registry = self._registry if self._registry is not None else REGISTRY
+        # Where flask-observe's own families go; in multiprocess mode one set per process.
+        families = registry if files is None else registry_for_families(registry)
 
-        http_metrics = HttpMetrics.for_registry(registry, settings.buckets, settings.size_buckets)
+        http_metrics = HttpMetrics.for_registry(
+            families, settings.buckets, settings.size_buckets, multiprocess=files is not None
+        )
         http_metrics.set_info(settings.service_name)
         for name in _SINK_NAMES:
             http_metrics.errors.labels(name)
         for reason in DROP_REASONS:
             http_metrics.spans_dropped.labels(reason)
-        function_metrics = FunctionMetrics.for_registry(registry)
-        saturation_metrics = SaturationMetrics.for_registry(registry)
+        function_metrics = FunctionMetrics.for_registry(families)
+        saturation_metrics = SaturationMetrics.for_registry(families)
         saturation = Saturation()
         saturation_metrics.watch(self._saturation)
         saturation_metrics.watch(saturation)
@@ -180,11 +201,17 @@ class Observe:
         if settings.log_json or settings.access_log:
             sinks.append(LogSink(settings))
         if settings.metrics_enabled:
-            sinks.append(HttpRecorder(http_metrics))
+            sinks.append(
+                HttpRecorder(http_metrics)
+                if files is None
+                else MultiprocessRecorder(families, settings.buckets, settings.size_buckets)
+            )
         if settings.signals_enabled:
             # Last, so it finishes first: receivers run while the request's span is current
             # and its log context set.
             sinks.append(SignalSink(app, settings.slow_request_seconds))
+        if saturation_metrics.process_files is not None:
+            sinks.append(ProcessFiguresSink(saturation_metrics.process_files))
         pipeline = RequestPipeline(
             settings, sinks, on_sink_error=lambda name: http_metrics.errors.labels(name).inc()
         )
@@ -198,13 +225,14 @@ class Observe:
             app.register_blueprint(metrics_blueprint(settings.metrics_path))
         health = None
         if settings.health_enabled:
-            health_metrics = HealthMetrics.for_registry(registry)
+            health_metrics = HealthMetrics.for_registry(families)
             health = HealthMonitor(settings, self._health_checks, health_metrics)
             app.register_blueprint(health_blueprint(settings.health_path))
         app.cli.add_command(observe_cli)
         app.extensions["observe"] = _State(
             settings,
             registry,
+            files,
             http_metrics,
             function_metrics,
             pipeline,
@@ -213,6 +241,7 @@ class Observe:
             health,
             saturation,
             self._saturation,
+            saturation_metrics,
         )
         if settings.track_sqlalchemy:
             track_flask_sqlalchemy(app, saturation)

@@ -234,19 +234,26 @@ _families: weakref.WeakKeyDictionary[CollectorRegistry, HealthMetrics] = weakref
 
 
 class HealthMetrics:
-    """``health_check_status`` and ``health_check_duration_seconds`` on one registry."""
+    """``health_check_status`` and ``health_check_duration_seconds`` on one registry.
+
+    Under prometheus_client's multiprocess mode each worker runs the checks its own probes
+    ask for; ``livemostrecent`` exports the latest result of any live worker, as one process
+    would, without a ``pid`` label.
+    """
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.status = Gauge(
             "health_check_status",
             "The last result of each health check: 1 pass, 0 fail.",
             ("check",),
+            multiprocess_mode="livemostrecent",
             registry=registry,
         )
         self.duration = Gauge(
             "health_check_duration_seconds",
             "How long the last run of each health check took, in seconds.",
             ("check",),
+            multiprocess_mode="livemostrecent",
             registry=registry,
         )
 

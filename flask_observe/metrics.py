@@ -22,15 +22,16 @@ Prometheus text format, would each become a separate gauge series.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import weakref
 from bisect import bisect_left
 from collections import Counter as Tally
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Any, Optional, Protocol
+from typing import Any, Optional, Protocol, Union
 
-from prometheus_client import CollectorRegistry, Counter, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Info
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -45,9 +46,23 @@ from ._version import __version__
 from .config import ConfigError
 from .observation import Observation
 
-__all__ = ["HttpMetrics", "HttpRecorder"]
+__all__ = ["HTTP_HELP", "ROUTE_LABELS", "HttpMetrics", "HttpRecorder"]
 
-_ROUTE_LABELS = ["method", "endpoint"]
+#: The labels of every HTTP family, before its own (``status``, ``exception``) if it has one.
+ROUTE_LABELS = ["method", "endpoint"]
+
+#: The help text of each HTTP family, by family name; the same in both modes (see
+#: :mod:`flask_observe.multiprocess`).
+HTTP_HELP = {
+    "http_requests": "HTTP requests finished, by method, route and status code.",
+    "http_request_duration_seconds": (
+        "Time from the start of the request to the end of its response, in seconds."
+    ),
+    "http_requests_in_progress": "HTTP requests being served now.",
+    "http_request_exceptions": "Requests ended by an unhandled exception, by exception class.",
+    "http_request_size_bytes": "Request body sizes, in bytes (Content-Length; 0 when absent).",
+    "http_response_size_bytes": "Response body sizes, in bytes.",
+}
 
 #: Pending requests that make the request adding the last of them fold the queue.
 _FOLD_AT = 64
@@ -55,6 +70,8 @@ _FOLD_AT = 64
 #: What the recorder queues per request: ``(method, endpoint)``, duration, request size,
 #: response size, status, exception class name, and trace ID.
 _Finished = tuple[tuple[str, str], float, int, int, int, Optional[str], Optional[str]]
+
+_INFO_HELP = "The flask-observe version serving each service."
 
 _log = logging.getLogger("flask_observe")
 _lock = threading.Lock()
@@ -150,34 +167,30 @@ class _HttpCollector(Collector):
     ]:
         return (
             CounterMetricFamily(
-                "http_requests",
-                "HTTP requests finished, by method, route and status code.",
-                labels=[*_ROUTE_LABELS, "status"],
+                "http_requests", HTTP_HELP["http_requests"], labels=[*ROUTE_LABELS, "status"]
             ),
             HistogramMetricFamily(
                 "http_request_duration_seconds",
-                "Time from the start of the request to the end of its response, in seconds.",
-                labels=_ROUTE_LABELS,
+                HTTP_HELP["http_request_duration_seconds"],
+                labels=ROUTE_LABELS,
             ),
             GaugeMetricFamily(
                 "http_requests_in_progress",
-                "HTTP requests being served now.",
-                labels=_ROUTE_LABELS,
+                HTTP_HELP["http_requests_in_progress"],
+                labels=ROUTE_LABELS,
             ),
             CounterMetricFamily(
                 "http_request_exceptions",
-                "Requests ended by an unhandled exception, by exception class.",
-                labels=[*_ROUTE_LABELS, "exception"],
+                HTTP_HELP["http_request_exceptions"],
+                labels=[*ROUTE_LABELS, "exception"],
             ),
             HistogramMetricFamily(
-                "http_request_size_bytes",
-                "Request body sizes, in bytes (Content-Length; 0 when absent).",
-                labels=_ROUTE_LABELS,
+                "http_request_size_bytes", HTTP_HELP["http_request_size_bytes"], labels=ROUTE_LABELS
             ),
             HistogramMetricFamily(
                 "http_response_size_bytes",
-                "Response body sizes, in bytes.",
-                labels=_ROUTE_LABELS,
+                HTTP_HELP["http_response_size_bytes"],
+                labels=ROUTE_LABELS,
             ),
         )
 
@@ -245,13 +258,21 @@ class _HttpCollector(Collector):
 
 class HttpMetrics:
     """The HTTP families on one registry: the route store, ``flask_observe_info`` and
-    ``flask_observe_errors_total``. Apps that share a registry share this object."""
+    ``flask_observe_errors_total``. Apps that share a registry share this object.
+
+    With *multiprocess* (prometheus_client's multiprocess mode), the route store and its
+    collector are left out: :class:`~flask_observe.multiprocess.MultiprocessRecorder`
+    records the requests instead, and ``flask_observe_info`` is a gauge, since
+    prometheus_client's files cannot hold an ``Info``.
+    """
 
     def __init__(
         self,
         registry: CollectorRegistry,
         buckets: tuple[float, ...],
         size_buckets: tuple[float, ...],
+        *,
+        multiprocess: bool = False,
     ) -> None:
         self.buckets = buckets
         self.size_buckets = size_buckets
@@ -264,13 +285,21 @@ class HttpMetrics:
         #: The pipelines whose requests in flight make the in-progress gauge.
         self._sources: weakref.WeakSet[InFlight] = weakref.WeakSet()
         self._sources_lock = threading.Lock()
-        registry.register(_HttpCollector(self))
-        self.info = Info(
-            "flask_observe",
-            "The flask-observe version serving each service.",
-            ("service",),
-            registry=registry,
-        )
+        self.multiprocess = multiprocess
+        self.info: Union[Info, Gauge]
+        if multiprocess:
+            # livemax: 1 while a worker of that version lives; a reload to a new version
+            # drops the old one's series with its workers' files.
+            self.info = Gauge(
+                "flask_observe_info",
+                _INFO_HELP,
+                ("service", "version"),
+                multiprocess_mode="livemax",
+                registry=registry,
+            )
+        else:
+            registry.register(_HttpCollector(self))
+            self.info = Info("flask_observe", _INFO_HELP, ("service",), registry=registry)
         self.errors = Counter(
             "flask_observe_errors",
             "Failures inside flask-observe itself, by the sink that failed; requests go on.",
@@ -291,12 +320,16 @@ class HttpMetrics:
         registry: CollectorRegistry,
         buckets: tuple[float, ...],
         size_buckets: tuple[float, ...],
+        *,
+        multiprocess: bool = False,
     ) -> HttpMetrics:
         """The registry's families, made on first use; later apps must agree on buckets."""
         with _lock:
             metrics = _by_registry.get(registry)
             if metrics is None:
-                metrics = _by_registry[registry] = cls(registry, buckets, size_buckets)
+                metrics = _by_registry[registry] = cls(
+                    registry, buckets, size_buckets, multiprocess=multiprocess
+                )
         if metrics.buckets != buckets:
             raise ConfigError(
                 "OBSERVE_BUCKETS",
@@ -330,7 +363,14 @@ class HttpMetrics:
             )
 
     def set_info(self, service: str) -> None:
-        self.info.labels(service=service).info({"version": __version__})
+        if isinstance(self.info, Info):
+            self.info.labels(service=service).info({"version": __version__})
+            return
+        gauge = self.info.labels(service=service, version=__version__)
+        gauge.set(1)
+        # A worker forked from a master that made the app (gunicorn's preload_app) starts
+        # its own files, where the value is 0 until set again.
+        os.register_at_fork(after_in_child=lambda: gauge.set(1))
 
     def watch(self, source: InFlight) -> None:
         """Count *source*'s requests in flight in ``http_requests_in_progress``; held weakly."""

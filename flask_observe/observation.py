@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional, Protocol
 
-__all__ = ["ENVIRON_KEY", "UNMATCHED", "Observation", "Owner", "Sink", "span_ids"]
+__all__ = ["ENVIRON_KEY", "UNMATCHED", "Observation", "Owner", "RoutedSink", "Sink", "span_ids"]
 
 #: Where the observation lives during a request: the WSGI environ, which belongs to exactly
 #: one request, unlike ``g``, which an app context pushed around a test client shares.
@@ -145,3 +145,15 @@ class Sink(Protocol):
 
     def finish(self, observation: Observation) -> None:
         """Called exactly once, when the response is complete."""
+
+
+class RoutedSink(Sink, Protocol):
+    """A sink that also acts once Flask has routed the request: the pipeline calls its
+    ``routed`` from Flask's ``request_started`` signal, before the app's ``before_request``
+    functions and the view, with ``method``, ``endpoint``, ``route`` and ``path`` filled in.
+    Not called for a request Flask never dispatches (one that failed before), nor for a sink
+    whose ``start`` failed; ``finish`` is called all the same, so a sink must not assume its
+    ``routed`` ran."""
+
+    def routed(self, observation: Observation) -> None:
+        """Called at most once, from the thread serving the request."""

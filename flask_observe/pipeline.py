@@ -16,6 +16,10 @@ Flask's ``got_request_exception`` signal names the class of an unhandled excepti
 wrapper sees those that propagate. Requests still being served are kept in a set, so the
 in-progress gauge can label each with its route when it is scraped. A sink that raises is
 counted and logged once; the request never sees the failure.
+
+A sink that must act once the route is known, before the view runs, has a ``routed`` hook
+(see :class:`~flask_observe.observation.RoutedSink`), called from Flask's
+``request_started`` signal; the pipeline listens for that signal only when a sink needs it.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Callable, Optional
 
-from flask import Flask, got_request_exception, request
+from flask import Flask, got_request_exception, request, request_started
 from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.routing import Map, Rule
 
@@ -131,8 +135,10 @@ class RequestPipeline:
         #: The sinks in the order they finish: last started, first finished, so that a
         #: sink's context (the request's span) stays around the sinks started after it.
         self._finishers: tuple[Sink, ...] = ()
-        #: ``(name, start)`` of the sinks that have a ``start``.
+        #: ``(name, start)`` of the sinks that have a ``start``, and ``(name, routed)`` of
+        #: those that have a ``routed``.
         self._starters: tuple[tuple[str, Callable[[Observation], None]], ...] = ()
+        self._routers: tuple[tuple[str, Callable[[Observation], None]], ...] = ()
         for sink in sinks:
             self.add_sink(sink)
         self._on_sink_error = on_sink_error
@@ -148,11 +154,17 @@ class RequestPipeline:
         self._in_flight: set[Observation] = set()
 
     def add_sink(self, sink: Sink) -> None:
-        """Feed every later observation to *sink* too, after the sinks already there."""
+        """Feed every later observation to *sink* too, after the sinks already there.
+
+        A sink with a ``routed`` hook must be added before :meth:`install`.
+        """
         self._sinks = (*self._sinks, sink)
         self._finishers = self._sinks[::-1]
         if sink.start is not None:
             self._starters = (*self._starters, (sink.name, sink.start))
+        routed = getattr(sink, "routed", None)
+        if routed is not None:
+            self._routers = (*self._routers, (sink.name, routed))
 
     def install(self, app: Flask) -> None:
         """Wrap ``app.wsgi_app`` and listen for the app's unhandled exceptions.
@@ -164,6 +176,8 @@ class RequestPipeline:
         self._url_map = app.url_map
         app.wsgi_app = self._wrap(app.wsgi_app)  # type: ignore[method-assign,assignment]
         got_request_exception.connect(self._on_exception, app)
+        if self._routers:
+            request_started.connect(self._on_routed, app)
 
     def in_flight(self) -> list[tuple[str, str]]:
         """``(method, endpoint)`` of each request being served whose route is known yet.
@@ -312,6 +326,27 @@ class RequestPipeline:
         except Exception:  # not found, a redirect, a bad host: no route
             return None
         return rule
+
+    def _on_routed(self, sender: Flask, **extra: Any) -> None:
+        """Flask has routed the request and is about to run the app's ``before_request``
+        functions and the view: hand the observation to the sinks' ``routed`` hooks."""
+        try:
+            observation = request.environ.get(ENVIRON_KEY)
+            if observation is None or observation.owner is not self or observation.finished:
+                return
+            if not observation.endpoint:
+                self.resolve(observation)
+        except Exception:
+            self._failed("pipeline")
+            return
+        failed = observation.failed_sinks
+        for name, routed in self._routers:
+            if failed is not None and name in failed:
+                continue
+            try:
+                routed(observation)
+            except Exception:
+                self._failed(name)
 
     def _on_exception(self, sender: Flask, exception: BaseException, **extra: Any) -> None:
         with contextlib.suppress(Exception):

@@ -22,24 +22,27 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import re
 import threading
 import time
 import weakref
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, TypeVar
 
 from flask import Flask
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
+
+from .observation import Observation
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
     from sqlalchemy.pool import Pool
 
-__all__ = ["Saturation", "SaturationMetrics", "track_flask_sqlalchemy"]
+__all__ = ["ProcessFiguresSink", "Saturation", "SaturationMetrics", "track_flask_sqlalchemy"]
 
 _log = logging.getLogger("flask_observe")
 
@@ -72,6 +75,21 @@ _WAIT_HELP = (
 )
 _FAILURES_HELP = "Checkouts that failed, by reason: timeout (the pool was exhausted) or error."
 _NAME = re.compile(r"\S(?:.{0,98}\S)?")
+_IN_USE_HELP = "Connections checked out of the pool."
+_MAX_HELP = (
+    "Connections the pool may have checked out at once: pool size + max overflow "
+    "(+Inf when unbounded)."
+)
+_DEPTH_HELP = "Items waiting in the queue."
+_DEPTH_ERRORS_HELP = "Scrapes whose depth function of the queue raised or returned no number."
+
+
+def _in_files() -> bool:
+    """Whether prometheus_client keeps values in its multiprocess files (it chose when it
+    was first imported). Then ``/metrics`` serves those files alone, so what the collector
+    below works out at scrape time must be written to them instead."""
+    return values.ValueClass is not values.MutexValue
+
 
 _lock = threading.Lock()
 _by_registry: weakref.WeakKeyDictionary[CollectorRegistry, SaturationMetrics] = (
@@ -126,6 +144,27 @@ class _PoolTracker:
         )
         self._timeouts = self.failures.labels(name, "timeout")
         self._errors = self.failures.labels(name, "error")
+        # In multiprocess mode each worker writes its pool's figures to its files, and a
+        # scrape adds up those of the live workers: every worker has a pool of its own.
+        self._in_use_file: Optional[Gauge] = None
+        self._max_file: Optional[Gauge] = None
+        if _in_files():
+            self._in_use_file = Gauge(
+                "db_pool_connections_in_use",
+                _IN_USE_HELP,
+                ["pool"],
+                multiprocess_mode="livesum",
+                registry=None,
+            ).labels(name)
+            self._max_file = Gauge(
+                "db_pool_connections_max",
+                _MAX_HELP,
+                ["pool"],
+                multiprocess_mode="livesum",
+                registry=None,
+            ).labels(name)
+            self._in_use_file.set(0)
+            self._max_file.set(_pool_limit(engine.pool))
         event.listen(engine, "checkout", self._on_checkout)
         event.listen(engine, "checkin", self._on_checkin)
         event.listen(engine, "detach", self._on_checkin)
@@ -134,12 +173,18 @@ class _PoolTracker:
 
     def _on_checkout(self, dbapi_connection: Any, record: Any, proxy: Any) -> None:
         self._checked_out.add(record)
+        if self._in_use_file is not None:
+            self._in_use_file.set(len(self._checked_out))
 
     def _on_checkin(self, dbapi_connection: Any, record: Any) -> None:
         self._checked_out.discard(record)
+        if self._in_use_file is not None:
+            self._in_use_file.set(len(self._checked_out))
 
     def _on_disposed(self, engine: Engine) -> None:
         self._time_checkouts(engine.pool)
+        if self._max_file is not None:
+            self._max_file.set(_pool_limit(engine.pool))
 
     def _time_checkouts(self, pool: Pool) -> None:
         from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -287,15 +332,8 @@ class _SaturationCollector(Collector):
         ]
 
     def collect(self) -> Iterator[Metric]:
-        in_use = GaugeMetricFamily(
-            "db_pool_connections_in_use", "Connections checked out of the pool.", labels=["pool"]
-        )
-        limit = GaugeMetricFamily(
-            "db_pool_connections_max",
-            "Connections the pool may have checked out at once: pool size + max overflow "
-            "(+Inf when unbounded).",
-            labels=["pool"],
-        )
+        in_use = GaugeMetricFamily("db_pool_connections_in_use", _IN_USE_HELP, labels=["pool"])
+        limit = GaugeMetricFamily("db_pool_connections_max", _MAX_HELP, labels=["pool"])
         wait = Metric("db_pool_wait_seconds", _WAIT_HELP, "histogram")
         failures = Metric("db_pool_checkout_failures", _FAILURES_HELP, "counter")
         for tracker in self._metrics.pools():
@@ -306,14 +344,8 @@ class _SaturationCollector(Collector):
             limit.add_metric([tracker.name], figures[1])
             _merge(wait, tracker.wait)
             _merge(failures, tracker.failures)
-        depth = GaugeMetricFamily(
-            "app_queue_depth", "Items waiting in the queue.", labels=["queue"]
-        )
-        errors = CounterMetricFamily(
-            "app_queue_depth_errors",
-            "Scrapes whose depth function of the queue raised or returned no number.",
-            labels=["queue"],
-        )
+        depth = GaugeMetricFamily("app_queue_depth", _DEPTH_HELP, labels=["queue"])
+        errors = CounterMetricFamily("app_queue_depth_errors", _DEPTH_ERRORS_HELP, labels=["queue"])
         for name, depth_fn in self._metrics.queues():
             value = self._metrics.read_depth(name, depth_fn)
             if value is not None:
@@ -339,6 +371,22 @@ class SaturationMetrics:
         self._warned: set[tuple[str, ...]] = set()
         self._process = False
         registry.register(_SaturationCollector(self))
+        #: In multiprocess mode: the queue families in the files, and the process figures.
+        self._queue_files: Optional[tuple[Gauge, Counter]] = None
+        self.process_files: Optional[_ProcessFiles] = None
+        if _in_files():
+            self._queue_files = (
+                # The value the worker answering the latest scrape read: right for a queue
+                # every worker sees (a broker's), and that worker's own for one in memory.
+                Gauge(
+                    "app_queue_depth",
+                    _DEPTH_HELP,
+                    ["queue"],
+                    multiprocess_mode="livemostrecent",
+                    registry=None,
+                ),
+                Counter("app_queue_depth_errors", _DEPTH_ERRORS_HELP, ["queue"], registry=None),
+            )
 
     @classmethod
     def for_registry(cls, registry: CollectorRegistry) -> SaturationMetrics:
@@ -357,11 +405,15 @@ class SaturationMetrics:
 
     def add_process_figures(self) -> None:
         """Add the process figures to the registry, once; prometheus_client's collector only
-        where the registry has none (the default registry has)."""
+        where the registry has none (the default registry has). In multiprocess mode they
+        go to the files instead (:class:`_ProcessFiles`)."""
         with _lock:
             if self._process:
                 return
             self._process = True
+            if _in_files():
+                self.process_files = _ProcessFiles()
+                return
         for collector in (_ProcessFigures(), _ThreadsCollector()):
             # "Duplicated timeseries": the registry has these already.
             with contextlib.suppress(ValueError):
@@ -403,6 +455,20 @@ class SaturationMetrics:
             self._warned.add(key)
             return True
 
+    def write_files(self) -> None:
+        """Multiprocess mode, before a scrape of the files: write what this worker reads at
+        scrape time (the queues' depths, its process figures) to its files."""
+        if self._queue_files is not None:
+            depth, errors = self._queue_files
+            for name, depth_fn in self.queues():
+                failed = self.depth_errors.get(name, 0)
+                value = self.read_depth(name, depth_fn)
+                if value is not None:
+                    depth.labels(name).set(value)
+                errors.labels(name).inc(self.depth_errors.get(name, 0) - failed)
+        if self.process_files is not None:
+            self.process_files.refresh()
+
     def read_depth(self, name: str, depth_fn: Callable[[], object]) -> Optional[float]:
         """Call *depth_fn*; count, and log the first time, one that raises or returns no
         number. Never raises: a broken queue must not break the scrape."""
@@ -422,3 +488,84 @@ class SaturationMetrics:
                     exc_info=True,
                 )
             return None
+
+
+#: How often, at most, a worker writes its process figures from the request path.
+_PROCESS_REFRESH_SECONDS = 1.0
+
+#: The process figures in the files, by name: multiprocess mode, and how workers add up.
+_PROCESS_GAUGES: dict[str, Literal["livesum", "livemax", "livemin"]] = {
+    "process_virtual_memory_bytes": "livesum",
+    "process_resident_memory_bytes": "livesum",
+    "process_open_fds": "livesum",
+    "process_threads": "livesum",
+    "process_max_fds": "livemax",
+    "process_start_time_seconds": "livemin",
+}
+
+
+class _ProcessFiles:
+    """The process figures in multiprocess mode, where prometheus_client leaves them out.
+
+    Each worker reads its own with prometheus_client's process collector and writes them to
+    its files: the memory, open fds and threads of the live workers add up, the CPU seconds
+    of every worker that ever ran add up in a counter (so ``rate()`` is the CPU the service
+    uses), ``process_max_fds`` is the highest limit, ``process_start_time_seconds`` the
+    oldest live worker's start. A worker writes them when it answers a scrape, and at most
+    once a second while it serves requests (:class:`ProcessFiguresSink`), so a busy worker's
+    figures are never more than a second old and an idle one's do not change much.
+    """
+
+    def __init__(self) -> None:
+        self._collector = ProcessCollector(registry=None)
+        self._threads = _ThreadsCollector()
+        self._gauges = {
+            name: Gauge(name, name, multiprocess_mode=mode, registry=None)
+            for name, mode in _PROCESS_GAUGES.items()
+        }
+        self._cpu = Counter(
+            "process_cpu_seconds", "Total user and system CPU time spent in seconds.", registry=None
+        )
+        self._lock = threading.Lock()
+        #: ``(pid, CPU seconds)`` counted so far: a forked worker starts its own count.
+        self._counted = (0, 0.0)
+        #: ``time.monotonic()`` after which the request path writes the figures again.
+        self.due = 0.0
+
+    def refresh(self) -> None:
+        """Read this process's figures and write them to its files."""
+        with self._lock:
+            self.due = time.monotonic() + _PROCESS_REFRESH_SECONDS
+            figures: dict[str, float] = {}
+            for collector in (self._collector, self._threads):
+                for family in collector.collect():
+                    for sample in family.samples:
+                        figures[sample.name] = sample.value
+            for name, gauge in self._gauges.items():
+                if name in figures:
+                    gauge.set(figures[name])
+            cpu = figures.get("process_cpu_seconds_total")
+            if cpu is not None:
+                pid, counted = self._counted
+                if pid != os.getpid():
+                    pid, counted = os.getpid(), 0.0
+                if cpu > counted:
+                    self._cpu.inc(cpu - counted)
+                    counted = cpu
+                self._counted = (pid, counted)
+
+
+class ProcessFiguresSink:
+    """Multiprocess mode: keeps each worker's process figures in the files fresh, from the
+    request path, at most once a second (one clock read a request otherwise)."""
+
+    name = "saturation"
+    start: Optional[Callable[[Observation], None]] = None
+
+    def __init__(self, figures: _ProcessFiles) -> None:
+        self._figures = figures
+
+    def finish(self, observation: Observation) -> None:
+        figures = self._figures
+        if time.monotonic() >= figures.due:
+            figures.refresh()

@@ -6,11 +6,13 @@ import logging
 from typing import Any
 
 import pytest
-from flask import Flask
+from flask import Flask, request_started
 from prometheus_client import CollectorRegistry
 
 from flask_observe import Observe
+from flask_observe.config import load_settings, set_defaults
 from flask_observe.observation import Observation
+from flask_observe.pipeline import RequestPipeline
 
 ORDER = {"method": "GET", "endpoint": "/orders/<int:order_id>"}
 
@@ -218,3 +220,70 @@ def test_a_base_exception_from_a_view_is_a_500_of_its_route(registry: CollectorR
         == 1.0
     )
     assert registry.get_sample_value("http_requests_in_progress", labels) == 0.0
+
+
+class RoutedSink(RecordingSink):
+    """A sink with a ``routed`` hook, which notes what it saw then."""
+
+    name = "routed"
+
+    def __init__(self, log: list[str], *, broken: bool = False) -> None:
+        super().__init__()
+        self.log = log
+        self.broken = broken
+
+    def routed(self, observation: Observation) -> None:
+        self.log.append(f"routed {observation.method} {observation.endpoint}")
+        if self.broken:
+            raise RuntimeError("routed broke")
+
+
+def routed_app(sink: RoutedSink) -> tuple[Flask, list[str]]:
+    """An app whose pipeline has *sink* alone; returns the app and the failed sinks' names."""
+    app = Flask("routed")
+
+    @app.get("/orders/<int:order_id>")
+    def get_order(order_id: int) -> str:
+        sink.log.append("view")
+        return "ok"
+
+    set_defaults(app.config)
+    settings = load_settings(app.config, app_name=app.name, overrides={})
+    failures: list[str] = []
+    RequestPipeline(settings, [sink], failures.append).install(app)
+    return app, failures
+
+
+def test_a_routed_hook_runs_once_the_route_is_known_before_the_view() -> None:
+    log: list[str] = []
+    sink = RoutedSink(log)
+    app, failures = routed_app(sink)
+
+    @app.before_request
+    def before() -> None:
+        log.append("before_request")
+
+    client = app.test_client()
+    client.get("/orders/5")
+    client.get("/no/such/path")
+    assert log == [
+        "routed GET /orders/<int:order_id>",
+        "before_request",
+        "view",
+        "routed GET <unmatched>",
+        "before_request",
+    ]
+    assert len(sink.finished) == 2
+    assert failures == []
+
+
+def test_a_failing_routed_hook_is_counted_and_its_sink_still_finishes() -> None:
+    sink = RoutedSink([], broken=True)
+    app, failures = routed_app(sink)
+    assert app.test_client().get("/orders/5").status_code == 200
+    assert failures == ["routed"]
+    assert len(sink.finished) == 1
+
+
+def test_the_pipeline_listens_for_routing_only_when_a_sink_needs_it(app: Flask) -> None:
+    assert not request_started.has_receivers_for(app)

@@ -475,17 +475,6 @@ def test_the_default_registry_keeps_its_own_process_collector() -> None:
 
 
 @pytest.mark.skipif(not LINUX_PROC, reason="the process figures come from /proc")
-def test_process_figures_stay_with_prometheus_multiproc_dir_set(
-    registry: CollectorRegistry, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    """The registry served is the app's own in this release, so the figures describe the
-    worker that answers, as every other metric does (docs/saturation.rst)."""
-    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
-    families = scrape(make_app(registry).test_client())
-    for name in PROCESS_FAMILIES:
-        assert name in families, name
-
-
 def test_process_figures_can_be_left_out(registry: CollectorRegistry) -> None:
     app = make_app(registry, OBSERVE_PROCESS_METRICS=False)
     families = scrape(app.test_client())

@@ -1,0 +1,288 @@
+"""The HTTP metrics under prometheus_client's multiprocess mode, and the files' exposition.
+
+A server such as gunicorn runs the app in several worker processes, and a scrape reaches
+one of them. The per-route store of :mod:`flask_observe.metrics` lives in one process's
+memory, and its in-progress gauge is read from that process's requests in flight, so it
+cannot speak for the others. When ``PROMETHEUS_MULTIPROC_DIR`` is set, prometheus_client
+keeps the value of every metric made with its own types in a memory-mapped file per process
+in that directory, and ``/metrics`` adds the files of all the workers up. So in that mode
+the HTTP metrics are recorded through prometheus_client's ``Counter``, ``Histogram`` and
+``Gauge``, with the same names, labels and buckets, by :class:`MultiprocessRecorder`.
+
+What the mode changes (see :doc:`/deployment`): the latency buckets carry no exemplars
+(prometheus_client's files keep none), counters have no ``_created`` series, and
+collectors that are not made of prometheus_client's metric types, such as the ``process_*``
+and ``python_*`` metrics, are not exported.
+
+prometheus_client chooses how values are stored when ``prometheus_client.values`` is first
+imported, from the environment of that moment; :func:`multiprocess_dir` refuses to go on
+when the choice and the environment disagree.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import weakref
+from collections.abc import Iterable, Iterator
+from typing import Optional
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
+from prometheus_client.metrics_core import Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+
+from .config import ConfigError
+from .metrics import HTTP_HELP, ROUTE_LABELS
+from .observation import Observation
+
+__all__ = [
+    "ENV_VAR",
+    "MultiprocessRecorder",
+    "files_registry",
+    "multiprocess_dir",
+    "registry_for_families",
+]
+
+#: The variable that turns prometheus_client's multiprocess mode on, and names its directory.
+ENV_VAR = "PROMETHEUS_MULTIPROC_DIR"
+
+_lock = threading.Lock()
+_first_registry: Optional[CollectorRegistry] = None
+
+
+def multiprocess_dir() -> Optional[str]:
+    """The directory of prometheus_client's multiprocess files, or ``None`` when the mode
+    is off.
+
+    :raises ConfigError: naming ``PROMETHEUS_MULTIPROC_DIR`` when the directory is missing
+        or not writable, or when prometheus_client was imported before the variable was
+        set (its metrics would then be kept in memory, and no other worker would see them).
+    """
+    path = os.environ.get(ENV_VAR)
+    in_memory = values.ValueClass is values.MutexValue
+    if not path:
+        if not in_memory:
+            raise ConfigError(
+                ENV_VAR,
+                path,
+                "the directory of prometheus_client's multiprocess files: prometheus_client "
+                "is in multiprocess mode (the deprecated prometheus_multiproc_dir, or a "
+                "ValueClass of its own), so flask-observe needs the upper-case variable",
+            )
+        return None
+    if not os.path.isdir(path):
+        raise ConfigError(
+            ENV_VAR,
+            path,
+            "an existing directory: create it (empty) before the server starts, as "
+            "flask_observe.gunicorn's hooks expect",
+        )
+    try:
+        # Written to, not asked about with os.access: root passes that test on a read-only
+        # file system too.
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            ENV_VAR, path, f"a directory this process can write files in ({exc.strerror})"
+        ) from None
+    if in_memory:
+        raise ConfigError(
+            ENV_VAR,
+            path,
+            "to be set in the environment before prometheus_client is first imported; this "
+            "process imported it earlier, so its metrics stay in its own memory. Set the "
+            "variable where the server is started (the shell, the container's env), not "
+            "from Python code",
+        )
+    return path
+
+
+def registry_for_families(registry: CollectorRegistry) -> CollectorRegistry:
+    """The registry flask-observe's own metric families go on in multiprocess mode: the
+    first one any app of this process used.
+
+    In this mode a value lives in the process's files under the metric's name and labels,
+    whatever its registry; two families of one name in one process would each keep a count
+    of their own and write it over the other's. So the apps of a process share one set.
+    """
+    global _first_registry
+    with _lock:
+        if _first_registry is None:
+            _first_registry = registry
+        return _first_registry
+
+
+class _Route:
+    """The labelled children of one ``(method, endpoint)``, made on its first request."""
+
+    __slots__ = (
+        "duration",
+        "endpoint",
+        "exceptions",
+        "in_progress",
+        "method",
+        "request_size",
+        "response_size",
+        "statuses",
+    )
+
+    def __init__(self, families: _Families, method: str, endpoint: str) -> None:
+        self.method = method
+        self.endpoint = endpoint
+        self.in_progress = families.in_progress.labels(method, endpoint)
+        self.duration = families.duration.labels(method, endpoint)
+        self.request_size = families.request_size.labels(method, endpoint)
+        self.response_size = families.response_size.labels(method, endpoint)
+        #: status -> child of ``http_requests_total``; exception class -> child.
+        self.statuses: dict[int, Counter] = {}
+        self.exceptions: dict[str, Counter] = {}
+
+
+class _Families:
+    """The six HTTP families as prometheus_client metrics, on one registry."""
+
+    def __init__(
+        self, registry: CollectorRegistry, buckets: tuple[float, ...], sizes: tuple[float, ...]
+    ) -> None:
+        self.requests = Counter(
+            "http_requests",
+            HTTP_HELP["http_requests"],
+            (*ROUTE_LABELS, "status"),
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "http_request_duration_seconds",
+            HTTP_HELP["http_request_duration_seconds"],
+            ROUTE_LABELS,
+            buckets=buckets,
+            registry=registry,
+        )
+        # livesum: the requests of each live worker, added up. A worker that dies with
+        # requests in flight takes its file along, through flask_observe.gunicorn.child_exit.
+        self.in_progress = Gauge(
+            "http_requests_in_progress",
+            HTTP_HELP["http_requests_in_progress"],
+            ROUTE_LABELS,
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+        self.exceptions = Counter(
+            "http_request_exceptions",
+            HTTP_HELP["http_request_exceptions"],
+            (*ROUTE_LABELS, "exception"),
+            registry=registry,
+        )
+        self.request_size = Histogram(
+            "http_request_size_bytes",
+            HTTP_HELP["http_request_size_bytes"],
+            ROUTE_LABELS,
+            buckets=sizes,
+            registry=registry,
+        )
+        self.response_size = Histogram(
+            "http_response_size_bytes",
+            HTTP_HELP["http_response_size_bytes"],
+            ROUTE_LABELS,
+            buckets=sizes,
+            registry=registry,
+        )
+        self.routes: dict[tuple[str, str], _Route] = {}
+
+
+_families_lock = threading.Lock()
+_families: weakref.WeakKeyDictionary[CollectorRegistry, _Families] = weakref.WeakKeyDictionary()
+
+
+class MultiprocessRecorder:
+    """The metrics sink in multiprocess mode: records each request in prometheus_client's
+    metrics, whose values live in the process's files.
+
+    The in-progress gauge is counted up once Flask has routed the request (its ``routed``
+    hook, as one process counts requests whose route is known) and down when it finishes,
+    since no other process could ask this one what it is serving.
+
+    :param registry: the registry of the families; one set per registry, made on first use
+        (the caller has checked that apps sharing it agree on the buckets).
+    """
+
+    name = "metrics"
+
+    def __init__(
+        self, registry: CollectorRegistry, buckets: tuple[float, ...], sizes: tuple[float, ...]
+    ) -> None:
+        with _families_lock:
+            families = _families.get(registry)
+            if families is None:
+                families = _families[registry] = _Families(registry, buckets, sizes)
+        self._families = families
+        self._routes = families.routes
+        #: The requests counted in progress, not yet finished.
+        self._in_progress: set[Observation] = set()
+
+    def _route(self, observation: Observation) -> _Route:
+        key = (observation.method, observation.endpoint)
+        route = self._routes.get(key)
+        if route is None:
+            route = self._routes.setdefault(key, _Route(self._families, *key))
+        return route
+
+    #: Nothing to do before Flask routes the request.
+    start = None
+
+    def routed(self, observation: Observation) -> None:
+        self._route(observation).in_progress.inc()
+        self._in_progress.add(observation)  # set.add is atomic: no lock
+
+    def finish(self, observation: Observation) -> None:
+        route = self._route(observation)
+        if observation in self._in_progress:
+            self._in_progress.discard(observation)
+            route.in_progress.dec()
+        route.duration.observe(observation.duration)
+        route.request_size.observe(observation.request_size)
+        route.response_size.observe(observation.response_size or 0)
+        status = observation.status or 500
+        counter = route.statuses.get(status)
+        if counter is None:
+            counter = route.statuses.setdefault(
+                status, self._families.requests.labels(route.method, route.endpoint, str(status))
+            )
+        counter.inc()
+        exception = observation.exception
+        if exception is not None:
+            raised = route.exceptions.get(exception)
+            if raised is None:
+                raised = route.exceptions.setdefault(
+                    exception,
+                    self._families.exceptions.labels(route.method, route.endpoint, exception),
+                )
+            raised.inc()
+
+
+class _Files(Collector):
+    """Every worker's files, merged by prometheus_client, with ``flask_observe_info`` put
+    back to the ``info`` type it has in one process (the files only know gauges)."""
+
+    def __init__(self, path: str) -> None:
+        self._merged = MultiProcessCollector(None, path)  # type: ignore[no-untyped-call]
+
+    def collect(self) -> Iterator[Metric]:
+        merged: Iterable[Metric] = self._merged.collect()  # type: ignore[no-untyped-call]
+        for metric in merged:
+            if metric.name == "flask_observe_info" and metric.type == "gauge":
+                info = Metric("flask_observe", metric.documentation, "info")
+                info.samples = metric.samples
+                yield info
+            else:
+                yield metric
+
+
+def files_registry(path: str) -> CollectorRegistry:
+    """A fresh registry that reads every worker's files in *path*: one per scrape, as
+    prometheus_client's documentation has it, since the files change between scrapes."""
+    registry = CollectorRegistry()
+    registry.register(_Files(path))
+    return registry
