@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import Any, Optional
 
 from flask import Flask, Response, abort, request
 
 from flask_observe import Observe
 
 
-def create_app() -> Flask:
+def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
+    """The app; *config* is set before ``Observe(app)`` (gunicorn passes none)."""
     app = Flask("e2e")
+    app.config.update(config or {})
 
     @app.get("/ok")
     def ok() -> str:

@@ -34,7 +34,7 @@ from example_app.settings import STEPS, delay_name, failure_rate_name
 
 from ..conftest import require_binary, serving
 from ..otlp import export_to, receiving
-from ..prometheus import PrometheusServer, wait_for
+from .prometheus import PrometheusServer, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -142,12 +142,12 @@ def test_from_the_latency_alert_to_the_slow_step(
             sender.start()
         try:
             # 1. The alert: pending first, then firing, for the slow route.
-            wait_for(
+            wait_until(
                 "HighLatencyP99 pending",
                 lambda: prometheus.alert_state("HighLatencyP99") or None,
                 timeout=40,
             )
-            wait_for(
+            wait_until(
                 "HighLatencyP99 firing",
                 lambda: prometheus.alert_state("HighLatencyP99") == "firing" or None,
                 timeout=20,

@@ -8,9 +8,7 @@ is there about six seconds after the start: every wait here polls, within a boun
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
-import time
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
@@ -18,36 +16,29 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Callable, Optional, TypeVar
 
+from .servers import free_port, stop_process, wait_for
+
 T = TypeVar("T")
 
-#: How long Prometheus may take to answer ``/-/ready``, and to stop when asked.
+#: How long Prometheus may take to answer ``/-/ready``.
 START_SECONDS = 20.0
-STOP_SECONDS = 10.0
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+def _attempt(check: Callable[[], Optional[T]]) -> Callable[[], Optional[T]]:
+    """*check*, with an error (Prometheus not answering yet) read as "not yet"."""
 
-
-def wait_for(what: str, check: Callable[[], Optional[T]], timeout: float, every: float = 0.2) -> T:
-    """Call *check* until it returns something other than ``None``; fail after *timeout*
-    seconds, saying *what* was awaited and what *check* last raised."""
-    deadline = time.monotonic() + timeout
-    last: Optional[BaseException] = None
-    while True:
+    def attempt() -> Optional[T]:
         try:
-            found = check()
-        except Exception as exc:  # not there yet: try again
-            found, last = None, exc
-        if found is not None:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:g} s (last error: {last!r})")
-        time.sleep(every)
+            return check()
+        except (OSError, ValueError):  # refused, reset, or a half-written answer
+            return None
+
+    return attempt
+
+
+def wait_until(what: str, check: Callable[[], Optional[T]], timeout: float) -> T:
+    """:func:`~tests.e2e.servers.wait_for`, trying again when the API does not answer."""
+    return wait_for(what, _attempt(check), timeout)
 
 
 def _config(jobs: Mapping[str, Sequence[str]], rule_files: Sequence[Path], interval: str) -> str:
@@ -102,7 +93,7 @@ class PrometheusServer:
                 self._args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
             )
         try:
-            wait_for("Prometheus ready", self._ready, START_SECONDS)
+            wait_until("Prometheus ready", self._ready, START_SECONDS)
         except BaseException:
             self.stop()
             raise
@@ -118,15 +109,8 @@ class PrometheusServer:
 
     def stop(self) -> None:
         """Stop the server, by its PID: politely, then for good."""
-        process = self._process
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(STOP_SECONDS)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(STOP_SECONDS)
+        if self._process is not None:
+            stop_process(self._process)
 
     def log(self) -> str:
         """What the server has written so far."""
