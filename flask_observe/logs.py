@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
-import os
 import random
 import re
 import sys
@@ -517,7 +516,8 @@ class LogSink:
     def start(self, observation: Observation) -> None:
         given = None if self._header_key is None else observation.environ.get(self._header_key)
         if given is None or not _REQUEST_ID.fullmatch(given):
-            given = os.urandom(16).hex()  # unpredictable, and different after a fork
+            # Unique, not secret: Python reseeds random in a forked child, so workers differ.
+            given = f"{random.getrandbits(128):032x}"
         observation.request_id = given
         if self._header is not None:
             observation.add_response_header(self._header, given)

@@ -57,7 +57,7 @@ def _add_headers(
     headers: list[tuple[str, str]], extra: list[tuple[str, str]]
 ) -> list[tuple[str, str]]:
     """*headers* with each of *extra* added, unless the app set that header itself."""
-    present = {name.lower() for name, _ in headers}
+    present = [name.lower() for name, _ in headers]
     for name, value in extra:
         if name.lower() not in present:
             headers.append((name, value))  # the list is made for this response alone

@@ -353,8 +353,8 @@ def _adopt(observation: Observation, span: Span) -> None:
     span_context = span.get_span_context()
     flags = span_context.trace_flags
     if span_context.is_valid and flags.sampled:
-        trace_id = observation.trace_id = format(span_context.trace_id, "032x")
-        span_id = observation.span_id = format(span_context.span_id, "016x")
+        trace_id = observation.trace_id = f"{span_context.trace_id:032x}"
+        span_id = observation.span_id = f"{span_context.span_id:016x}"
         observation.add_response_header("traceresponse", f"00-{trace_id}-{span_id}-{flags:02x}")
 
 
@@ -435,11 +435,12 @@ class TraceSink:
             attributes=attributes,
         )
         # In the extracted context, so that its baggage is current too.
-        observation.span = (span, context.attach(trace.set_span_in_context(span, parent)))
+        current = trace.set_span_in_context(span, parent)
+        observation.span = (span, context.attach(current), current)
         _adopt(observation, span)
 
     def finish(self, observation: Observation) -> None:
-        span, token = observation.span
+        span, token, current = observation.span
         try:
             route = observation.route
             status = observation.status or 500
@@ -461,7 +462,7 @@ class TraceSink:
             span.end()
         finally:
             # Only where it was attached: a body closed in another context leaves it be.
-            if trace.get_current_span() is span:
+            if context.get_current() is current:
                 context.detach(token)
 
 

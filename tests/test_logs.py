@@ -6,6 +6,7 @@ import contextvars
 import http.client
 import json
 import logging
+import os
 import re
 import threading
 import time
@@ -250,6 +251,28 @@ def test_requests_without_an_id_get_distinct_ones(
     echoed = {client.get("/orders/1").headers["X-Request-ID"] for _ in range(50)}
     assert len(echoed) == 50
     assert all(MADE_ID.fullmatch(value) for value in echoed)
+
+
+def test_forked_workers_make_different_ids(app: Flask) -> None:
+    """As gunicorn forks its workers from one master: a child's first ID is not the
+    parent's next one."""
+    client = app.test_client()
+    client.get("/orders/1")  # the parent has made IDs before it forks
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: one request, its ID to the parent, and out at once
+        try:
+            os.write(write, client.get("/orders/1").headers["X-Request-ID"].encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    try:
+        child = os.read(read, 64).decode()
+    finally:
+        os.close(read)
+        os.waitpid(pid, 0)
+    assert MADE_ID.fullmatch(child)
+    assert client.get("/orders/1").headers["X-Request-ID"] != child
 
 
 def test_an_id_the_app_sets_itself_is_not_doubled(registry: CollectorRegistry) -> None:
