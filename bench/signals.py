@@ -27,7 +27,7 @@ from importlib.metadata import version
 from typing import Any, Callable, Optional
 
 from flask import Flask
-from overhead import DEVNULL, LOGS_OFF, TRACING_OFF, caller, timed_batch
+from overhead import DEVNULL, LOGS_OFF, TRACING_OFF, caller, pin_to_one_cpu, timed_batch
 from prometheus_client import CollectorRegistry
 
 from flask_observe import Observe
@@ -108,9 +108,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--batch", type=int, default=2000, help="requests per batch (2000)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the round order (1)")
     parser.add_argument("--quick", action="store_true", help="8 rounds of 500")
+    parser.add_argument(
+        "--all-cpus", action="store_true", help="do not pin the benchmark to one CPU"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.batch = 8, 500
+    pin_to_one_cpu(enabled=not args.all_cpus)
     print(
         f"Python {platform.python_version()}, Flask {version('flask')}, blinker "
         f"{version('blinker')}, flask-observe {version('flask-observe')}"
