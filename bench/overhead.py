@@ -7,6 +7,8 @@ app are built:
 - ``Observe`` recording metrics only: the JSON logs, the access log and tracing off;
 - ``Observe`` with metrics, request IDs and the JSON access log, tracing off;
 - ``Observe`` in full: metrics, the access log and native request spans;
+- the same, tracing one request in ten (``ParentBased(TraceIdRatioBased(0.1))``), as a
+  busy production service often does; no target applies to it, it is there to read;
 - ``Observe`` tracing only: native request spans, with metrics, logs and the access log off;
 - prometheus-flask-exporter's ``PrometheusMetrics``, labelling by route template;
 - bare Flask with an access log written by hand in ``after_request`` through
@@ -70,6 +72,7 @@ LABELS: dict[Kind, str] = {
     "observe-metrics": "flask-observe, metrics",
     "observe-logs": "flask-observe, metrics + logs",
     "observe-full": "flask-observe, full",
+    "observe-sampled": "flask-observe, full, 10% traced",
     "observe-tracing": "flask-observe, native tracing",
     "exporter": "prometheus-flask-exporter",
     "by-hand": "python-json-logger by hand",
@@ -78,8 +81,12 @@ LABELS: dict[Kind, str] = {
 }
 KINDS: tuple[Kind, ...] = tuple(LABELS)
 #: The kinds whose requests make spans, and the kinds that write flask-observe's access line.
-TRACING_KINDS = frozenset({"observe-full", "observe-tracing", "otel-flask", "peer"})
-ACCESS_LINE_KINDS = frozenset({"observe-logs", "observe-full"})
+TRACING_KINDS = frozenset(
+    {"observe-full", "observe-sampled", "observe-tracing", "otel-flask", "peer"}
+)
+ACCESS_LINE_KINDS = frozenset({"observe-logs", "observe-full", "observe-sampled"})
+#: The share of requests the sampled kind traces, as a production service might.
+SAMPLED_RATIO = 0.1
 #: Where log lines go while the benchmark runs.
 #: Line-buffered, as sys.stderr is since Python 3.9 even when it is not a terminal.
 DEVNULL = open(os.devnull, "w", buffering=1)  # noqa: SIM115 - open for the life of the process
@@ -129,10 +136,11 @@ class Tracing:
 PROVIDERS: list[TracerProvider] = []
 
 
-def new_tracing() -> Tracing:
-    """A provider of one app's own: every request sampled, spans batched, then dropped."""
+def new_tracing(ratio: float = 1.0) -> Tracing:
+    """A provider of one app's own: every request sampled (or *ratio* of them), spans
+    batched, then dropped."""
     exporter = DroppingExporter()
-    provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(1.0)))
+    provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(ratio)))
     provider.add_span_processor(BatchSpanProcessor(exporter))
     PROVIDERS.append(provider)
     return Tracing(provider, exporter)
@@ -147,14 +155,15 @@ LOGS_OFF = {"OBSERVE_LOG_JSON": False, "OBSERVE_ACCESS_LOG": False}
 def instrument(app: Flask, kind: Kind) -> Optional[Tracing]:
     """Add *kind*'s instrumentation to *app*, metrics each on a registry of its own; return
     the app's tracing, for the kinds that trace."""
-    tracing = new_tracing() if kind in TRACING_KINDS else None
+    ratio = SAMPLED_RATIO if kind == "observe-sampled" else 1.0
+    tracing = new_tracing(ratio) if kind in TRACING_KINDS else None
     if kind == "observe-metrics":
         app.config.update(**LOGS_OFF, **TRACING_OFF)
         Observe(app, registry=CollectorRegistry())
     elif kind == "observe-logs":
         app.config.update(**TRACING_OFF)
         Observe(app, registry=CollectorRegistry())
-    elif kind == "observe-full":
+    elif kind in ("observe-full", "observe-sampled"):
         assert tracing is not None
         app.config.update(OBSERVE_TRACING_INSTRUMENTATION="native")
         Observe(app, registry=CollectorRegistry(), tracer_provider=tracing.provider)
@@ -298,7 +307,7 @@ def check_once(kind: Kind, call: Callable[[], bytes], tracing: Optional[Tracing]
         raise SystemExit(f"{kind}: expected {expected} access line(s), got {lines!r}")
     if kind == "observe-full" and not logged[0].get("trace_id"):
         raise SystemExit(f"{kind}: the access line has no trace_id: {lines!r}")
-    if tracing is not None:
+    if tracing is not None and kind != "observe-sampled":  # that one may not trace it
         tracing.provider.force_flush()
         if tracing.exporter.spans - exported < 1:
             raise SystemExit(f"{kind}: the request ended no span")
@@ -332,7 +341,7 @@ def request_overhead(rounds: int, batch: int, seed: int) -> dict[Kind, tuple[flo
         warm_up = max(batch // 4, 50)
         timed_batch(call, warm_up)
         SENT[kind] = 1 + warm_up + rounds * batch
-        if tracing is not None:
+        if tracing is not None and kind != "observe-sampled":  # it traces only a tenth
             TRACINGS[kind] = tracing
     if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
         raise SystemExit("the global tracer provider was set: each app must use its own")

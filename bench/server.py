@@ -55,7 +55,7 @@ from overhead import KINDS as ALL_KINDS
 from overhead import LABELS, Kind, one_route_app
 
 ROOT = Path(__file__).resolve().parents[1]
-KINDS: tuple[Kind, ...] = ("bare", "observe-full", "peer")
+KINDS: tuple[Kind, ...] = ("bare", "observe-full", "observe-sampled", "peer")
 PATH = "/orders/42"
 #: The share of bare Flask's throughput flask-observe in full must keep.
 MIN_THROUGHPUT_SHARE = 0.80
