@@ -7,7 +7,7 @@ from .extension import Observe
 from .functions import counted, timed
 from .health import HealthCheckError
 from .logs import get_logger
-from .tracing import traced
+from .spans import traced
 
 __all__ = [
     "ConfigError",
