@@ -11,7 +11,6 @@ import functools
 import inspect
 import threading
 import time
-import weakref
 from collections.abc import Iterator
 from typing import Any, Callable, Optional, TypeVar, overload
 
@@ -21,6 +20,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from .config import validate_buckets
+from .registries import PerRegistry
 from .signals import announce_failure
 
 __all__ = ["FunctionMetrics", "counted", "timed"]
@@ -32,10 +32,7 @@ _FUNCTION_LABELS = ("function", "outcome")
 #: The buckets of ``app_function_duration_seconds`` unless ``@timed(buckets=...)`` says else.
 FUNCTION_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
-_lock = threading.Lock()
-_function_families: weakref.WeakKeyDictionary[CollectorRegistry, FunctionMetrics] = (
-    weakref.WeakKeyDictionary()
-)
+_function_families: PerRegistry[FunctionMetrics] = PerRegistry()
 
 
 class _PerBucketsHistogram(Collector):
@@ -102,13 +99,7 @@ class FunctionMetrics:
     @classmethod
     def for_registry(cls, registry: CollectorRegistry) -> FunctionMetrics:
         """The registry's function families, made on first use."""
-        families = _function_families.get(registry)
-        if families is None:
-            with _lock:
-                families = _function_families.get(registry)
-                if families is None:
-                    families = _function_families[registry] = cls(registry)
-        return families
+        return _function_families.get(registry, lambda: cls(registry))
 
 
 def _current_function_metrics() -> FunctionMetrics:

@@ -22,7 +22,6 @@ import logging
 import re
 import threading
 import time
-import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -33,6 +32,7 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from .config import Settings
 from .exposition import bearer_matches
+from .registries import PerRegistry
 from .signals import health_changed, notify
 
 __all__ = [
@@ -229,8 +229,7 @@ class _Workers:
                     return
 
 
-_families_lock = threading.Lock()
-_families: weakref.WeakKeyDictionary[CollectorRegistry, HealthMetrics] = weakref.WeakKeyDictionary()
+_families: PerRegistry[HealthMetrics] = PerRegistry()
 
 
 class HealthMetrics:
@@ -260,11 +259,7 @@ class HealthMetrics:
     @classmethod
     def for_registry(cls, registry: CollectorRegistry) -> HealthMetrics:
         """The registry's health families, made on first use."""
-        with _families_lock:
-            metrics = _families.get(registry)
-            if metrics is None:
-                metrics = _families[registry] = cls(registry)
-        return metrics
+        return _families.get(registry, lambda: cls(registry))
 
     def record(self, name: str, result: CheckResult) -> None:
         self.status.labels(name).set(1 if result.status == "pass" else 0)

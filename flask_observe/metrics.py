@@ -45,6 +45,7 @@ from prometheus_client.utils import floatToGoString
 from ._version import __version__
 from .config import ConfigError
 from .observation import Observation
+from .registries import PerRegistry
 
 __all__ = ["HTTP_HELP", "ROUTE_LABELS", "HttpMetrics", "HttpRecorder"]
 
@@ -74,10 +75,7 @@ _Finished = tuple[tuple[str, str], float, int, int, int, Optional[str], Optional
 _INFO_HELP = "The flask-observe version serving each service."
 
 _log = logging.getLogger("flask_observe")
-_lock = threading.Lock()
-_by_registry: weakref.WeakKeyDictionary[CollectorRegistry, HttpMetrics] = (
-    weakref.WeakKeyDictionary()
-)
+_by_registry: PerRegistry[HttpMetrics] = PerRegistry()
 
 
 class _RouteSeries:
@@ -324,12 +322,9 @@ class HttpMetrics:
         multiprocess: bool = False,
     ) -> HttpMetrics:
         """The registry's families, made on first use; later apps must agree on buckets."""
-        with _lock:
-            metrics = _by_registry.get(registry)
-            if metrics is None:
-                metrics = _by_registry[registry] = cls(
-                    registry, buckets, size_buckets, multiprocess=multiprocess
-                )
+        metrics = _by_registry.get(
+            registry, lambda: cls(registry, buckets, size_buckets, multiprocess=multiprocess)
+        )
         if metrics.buckets != buckets:
             raise ConfigError(
                 "OBSERVE_BUCKETS",

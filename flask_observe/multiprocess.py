@@ -24,7 +24,6 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
-import weakref
 from collections.abc import Iterable, Iterator
 from typing import Optional
 
@@ -36,6 +35,7 @@ from prometheus_client.registry import Collector
 from .config import ConfigError
 from .metrics import HTTP_HELP, ROUTE_LABELS
 from .observation import Observation
+from .registries import PerRegistry
 
 __all__ = [
     "ENV_VAR",
@@ -192,8 +192,7 @@ class _Families:
         self.routes: dict[tuple[str, str], _Route] = {}
 
 
-_families_lock = threading.Lock()
-_families: weakref.WeakKeyDictionary[CollectorRegistry, _Families] = weakref.WeakKeyDictionary()
+_families: PerRegistry[_Families] = PerRegistry()
 
 
 class MultiprocessRecorder:
@@ -213,10 +212,7 @@ class MultiprocessRecorder:
     def __init__(
         self, registry: CollectorRegistry, buckets: tuple[float, ...], sizes: tuple[float, ...]
     ) -> None:
-        with _families_lock:
-            families = _families.get(registry)
-            if families is None:
-                families = _families[registry] = _Families(registry, buckets, sizes)
+        families = _families.get(registry, lambda: _Families(registry, buckets, sizes))
         self._families = families
         self._routes = families.routes
         #: The requests counted in progress, not yet finished.

@@ -37,6 +37,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from .observation import Observation
+from .registries import PerRegistry
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -92,9 +93,7 @@ def _in_files() -> bool:
 
 
 _lock = threading.Lock()
-_by_registry: weakref.WeakKeyDictionary[CollectorRegistry, SaturationMetrics] = (
-    weakref.WeakKeyDictionary()
-)
+_by_registry: PerRegistry[SaturationMetrics] = PerRegistry()
 
 
 def _check_name(kind: str, name: object) -> str:
@@ -391,11 +390,7 @@ class SaturationMetrics:
     @classmethod
     def for_registry(cls, registry: CollectorRegistry) -> SaturationMetrics:
         """The registry's saturation families, made on first use."""
-        with _lock:
-            metrics = _by_registry.get(registry)
-            if metrics is None:
-                metrics = _by_registry[registry] = cls(registry)
-        return metrics
+        return _by_registry.get(registry, lambda: cls(registry))
 
     def watch(self, source: Saturation) -> None:
         """Export what *source* tracks on this registry; held weakly (the app holds it)."""
@@ -493,15 +488,20 @@ class SaturationMetrics:
 #: How often, at most, a worker writes its process figures from the request path.
 _PROCESS_REFRESH_SECONDS = 1.0
 
-#: The process figures in the files, by name: multiprocess mode, and how workers add up.
-_PROCESS_GAUGES: dict[str, Literal["livesum", "livemax", "livemin"]] = {
-    "process_virtual_memory_bytes": "livesum",
-    "process_resident_memory_bytes": "livesum",
-    "process_open_fds": "livesum",
-    "process_threads": "livesum",
-    "process_max_fds": "livemax",
-    "process_start_time_seconds": "livemin",
-}
+#: The process figures in the files: name, how the workers' values add up, help text (as
+#: prometheus_client's process collector words it, which gives them in one process).
+_PROCESS_GAUGES: tuple[tuple[str, Literal["livesum", "livemax", "livemin"], str], ...] = (
+    ("process_virtual_memory_bytes", "livesum", "Virtual memory size in bytes."),
+    ("process_resident_memory_bytes", "livesum", "Resident memory size in bytes."),
+    ("process_open_fds", "livesum", "Number of open file descriptors."),
+    ("process_threads", "livesum", "Number of OS threads."),
+    ("process_max_fds", "livemax", "Maximum number of open file descriptors."),
+    (
+        "process_start_time_seconds",
+        "livemin",
+        "Start time of the process since unix epoch in seconds.",
+    ),
+)
 
 
 class _ProcessFiles:
@@ -520,8 +520,8 @@ class _ProcessFiles:
         self._collector = ProcessCollector(registry=None)
         self._threads = _ThreadsCollector()
         self._gauges = {
-            name: Gauge(name, name, multiprocess_mode=mode, registry=None)
-            for name, mode in _PROCESS_GAUGES.items()
+            name: Gauge(name, documentation, multiprocess_mode=mode, registry=None)
+            for name, mode, documentation in _PROCESS_GAUGES
         }
         self._cpu = Counter(
             "process_cpu_seconds", "Total user and system CPU time spent in seconds.", registry=None

@@ -33,7 +33,7 @@ from .conftest import AppFactory
 ROOT = Path(__file__).resolve().parents[1]
 ENV_VAR = "PROMETHEUS_MULTIPROC_DIR"
 
-Shape = dict[str, tuple[str, set[tuple[str, tuple[tuple[str, str], ...]]]]]
+Shape = dict[str, tuple[str, str, set[tuple[str, tuple[tuple[str, str], ...]]]]]
 
 
 def python(
@@ -58,7 +58,7 @@ def python(
 
 
 def shape(families: Iterable[Metric]) -> Shape:
-    """Family name -> its type and the (sample name, labels) of its samples, ``_created``
+    """Family name -> its type, help and the (sample name, labels) of its samples, ``_created``
     series left out: the multiprocess files keep none."""
     found: Shape = {}
     for family in families:
@@ -66,6 +66,7 @@ def shape(families: Iterable[Metric]) -> Shape:
             continue
         found[family.name] = (
             family.type,
+            family.documentation,
             {
                 (sample.name, tuple(sorted(sample.labels.items())))
                 for sample in family.samples
@@ -138,7 +139,7 @@ def test_both_modes_export_the_same_families_types_and_label_sets(
         "process_open_fds",
         "process_threads",
     } <= set(single)
-    assert all(samples for _type, samples in single.values())
+    assert all(samples for _type, _help, samples in single.values())
 
 
 def test_saturation_adds_up_the_same_in_both_modes(
