@@ -14,6 +14,9 @@ app are built:
 - bare Flask with an access log written by hand in ``after_request`` through
   python-json-logger;
 - bare Flask with opentelemetry-instrumentation-flask's ``FlaskInstrumentor`` alone;
+- bare Flask with one SDK span per request and nothing else, made by a few lines of WSGI
+  middleware with the attributes native tracing sets: the least that any request span made
+  by the SDK costs, a floor under every tracing kind; no target applies to it;
 - the peer stack: prometheus-flask-exporter, ``FlaskInstrumentor`` and the hand-written
   access log together on one app.
 
@@ -54,7 +57,7 @@ from importlib.metadata import version
 from typing import Any, Callable, Optional
 
 from flask import Flask, Response, g, request
-from opentelemetry import trace
+from opentelemetry import context, trace
 from opentelemetry.instrumentation.flask import FlaskInstrumentor
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
@@ -77,12 +80,13 @@ LABELS: dict[Kind, str] = {
     "exporter": "prometheus-flask-exporter",
     "by-hand": "python-json-logger by hand",
     "otel-flask": "otel-instrumentation-flask",
+    "sdk-span": "an SDK span alone",
     "peer": "peer stack",
 }
 KINDS: tuple[Kind, ...] = tuple(LABELS)
 #: The kinds whose requests make spans, and the kinds that write flask-observe's access line.
 TRACING_KINDS = frozenset(
-    {"observe-full", "observe-sampled", "observe-tracing", "otel-flask", "peer"}
+    {"observe-full", "observe-sampled", "observe-tracing", "otel-flask", "sdk-span", "peer"}
 )
 ACCESS_LINE_KINDS = frozenset({"observe-logs", "observe-full", "observe-sampled"})
 #: The share of requests the sampled kind traces, as a production service might.
@@ -180,6 +184,9 @@ def instrument(app: Flask, kind: Kind) -> Optional[Tracing]:
     elif kind == "otel-flask":
         assert tracing is not None
         otel_flask(app, tracing.provider)
+    elif kind == "sdk-span":
+        assert tracing is not None
+        sdk_span_alone(app, tracing.provider)
     elif kind == "peer":
         assert tracing is not None
         PrometheusMetrics(app, registry=CollectorRegistry(), group_by="url_rule")
@@ -196,6 +203,48 @@ def otel_flask(app: Flask, provider: TracerProvider) -> None:
     application sets one (this benchmark never does).
     """
     FlaskInstrumentor().instrument_app(app, tracer_provider=provider)
+
+
+def sdk_span_alone(app: Flask, provider: TracerProvider) -> None:
+    """One SERVER span per request around *app*'s WSGI callable, current while the app
+    runs, with the attributes native tracing gives the same request:
+    started, filled in and ended through the SDK's API, and nothing else."""
+    tracer = provider.get_tracer("bench")
+    inner = app.wsgi_app
+
+    def wsgi_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        attributes = {
+            "http.request.method": environ["REQUEST_METHOD"],
+            "url.scheme": environ["wsgi.url_scheme"],
+            "server.address": environ["SERVER_NAME"],
+            "server.port": int(environ["SERVER_PORT"]),
+            "network.protocol.version": environ["SERVER_PROTOCOL"][5:],
+            "url.path": environ["PATH_INFO"],
+        }
+        if "REMOTE_ADDR" in environ:
+            attributes["client.address"] = environ["REMOTE_ADDR"]
+        if "HTTP_USER_AGENT" in environ:
+            attributes["user_agent.original"] = environ["HTTP_USER_AGENT"]
+        span = tracer.start_span(
+            environ["REQUEST_METHOD"], kind=trace.SpanKind.SERVER, attributes=attributes
+        )
+        token = context.attach(trace.set_span_in_context(span))
+
+        def ending(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            route = request.url_rule.rule if request.url_rule is not None else None
+            span.update_name(f"{environ['REQUEST_METHOD']} {route}")
+            span.set_attributes(
+                {"http.route": route or "", "http.response.status_code": int(status[:3])}
+            )
+            return start_response(status, headers, exc_info)
+
+        try:
+            return inner(environ, ending)
+        finally:
+            span.end()
+            context.detach(token)
+
+    app.wsgi_app = wsgi_app  # type: ignore[method-assign]
 
 
 def access_log_by_hand(app: Flask) -> None:
@@ -501,6 +550,14 @@ def report(args: argparse.Namespace) -> None:
         ("overhead, flask-observe full / peer stack", full_share, MAX_FULL_OVERHEAD_SHARE),
     ):
         print(f"  {name:46}{value:>10.3f}{limit:>8.3f}  {verdict(value, limit)}")
+    # What the full stack would cost if its request span cost no more than the SDK's own
+    # calls: flask-observe's metrics and access log, plus the SDK span alone.
+    floor = (bare + overhead["observe-logs"] + overhead["sdk-span"]) / bare
+    print(
+        f"\n  full's floor: metrics + logs + an SDK span alone, / bare Flask: {floor:.3f}"
+        f" (flask-observe's request span costs {overhead['observe-tracing']:.1f} us over"
+        f" bare, the SDK span alone {overhead['sdk-span']:.1f} us)"
+    )
 
 
 if __name__ == "__main__":

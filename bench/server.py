@@ -8,7 +8,9 @@ PATH (Debian package ``wrk``). The apps are those of ``bench/overhead.py``, buil
 - flask-observe in full: metrics, the JSON access log and native request spans, handed to a
   batch processor whose exporter drops them;
 - the peer stack: prometheus-flask-exporter, opentelemetry-instrumentation-flask and an
-  access line written by hand through python-json-logger.
+  access line written by hand through python-json-logger;
+- bare Flask with an SDK span per request and nothing else: what a request span costs at
+  the least, whoever makes it.
 
 As in production under gunicorn, every server runs with ``PROMETHEUS_MULTIPROC_DIR`` set (a
 fresh directory each), so the metrics of both instrumented kinds are kept in
@@ -55,7 +57,7 @@ from overhead import KINDS as ALL_KINDS
 from overhead import LABELS, Kind, one_route_app
 
 ROOT = Path(__file__).resolve().parents[1]
-KINDS: tuple[Kind, ...] = ("bare", "observe-full", "observe-sampled", "peer")
+KINDS: tuple[Kind, ...] = ("bare", "observe-full", "observe-sampled", "sdk-span", "peer")
 PATH = "/orders/42"
 #: The share of bare Flask's throughput flask-observe in full must keep.
 MIN_THROUGHPUT_SHARE = 0.80
