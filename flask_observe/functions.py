@@ -15,11 +15,12 @@ from collections.abc import Iterator
 from typing import Any, Callable, Optional, TypeVar, overload
 
 from flask import current_app, has_app_context
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, values
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from .config import validate_buckets
+from .multiprocess import registry_for_families
 from .registries import PerRegistry
 from .signals import announce_failure
 
@@ -103,13 +104,18 @@ class FunctionMetrics:
 
 
 def _current_function_metrics() -> FunctionMetrics:
-    """The app's families inside an app context with Observe; else the default registry's."""
+    """The app's families inside an app context with Observe; else the default registry's,
+    or in multiprocess mode the process's one set (shared with its apps)."""
     if has_app_context():
         state = current_app.extensions.get("observe")
         if state is not None:
             families: FunctionMetrics = state.function_metrics
             return families
-    return FunctionMetrics.for_registry(REGISTRY)
+    if values.ValueClass is values.MutexValue:
+        return FunctionMetrics.for_registry(REGISTRY)
+    # A second family of the same name would keep counts of its own in this process and
+    # write them over the app's in the files.
+    return FunctionMetrics.for_registry(registry_for_families(REGISTRY))
 
 
 _seen_buckets: dict[str, tuple[float, ...]] = {}

@@ -109,6 +109,8 @@ def registry_for_families(registry: CollectorRegistry) -> CollectorRegistry:
     of their own and write it over the other's. So the apps of a process share one set.
     """
     global _first_registry
+    if _first_registry is not None:  # set once, never changed: no lock for later calls
+        return _first_registry
     with _lock:
         if _first_registry is None:
             _first_registry = registry

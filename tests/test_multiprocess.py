@@ -232,6 +232,49 @@ def test_a_worker_forked_after_the_app_was_made_reports_the_info(tmp_path: Path)
     assert sample.value == 1.0
 
 
+#: An app with a registry of its own, and a @timed function called 3 times inside its app
+#: context, 2 times outside any (a background thread's work, say), then once inside again.
+INSIDE_AND_OUTSIDE = """
+import sys
+from prometheus_client import CollectorRegistry
+from flask_observe import counted, timed
+from tests.conftest import make_app
+
+@timed
+@counted
+def reindex():
+    pass
+
+app = make_app(CollectorRegistry())
+with app.app_context():
+    for _ in range(3):
+        reindex()
+reindex()
+reindex()
+with app.app_context():
+    reindex()
+sys.stdout.write(app.test_client().get("/metrics").get_data(as_text=True))
+"""
+
+
+def test_calls_outside_an_app_context_add_up_with_the_apps_in_the_files(
+    tmp_path: Path,
+) -> None:
+    # One process has one set of values per metric name and labels in the files; a second
+    # family of the same name would write its own count over the first's.
+    result = python(["-c", INSIDE_AND_OUTSIDE], tmp_path)
+    assert result.returncode == 0, result.stderr
+    samples = {
+        sample.name: sample.value
+        for family in parse_text(result.stdout)
+        for sample in family.samples
+        if sample.labels.get("function") == "__main__.reindex"
+        and sample.labels.get("outcome") == "success"
+    }
+    assert samples["app_function_calls_total"] == 6
+    assert samples["app_function_duration_seconds_count"] == 6
+
+
 # -- the refusals at init_app --
 
 
