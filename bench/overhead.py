@@ -231,11 +231,11 @@ def sdk_span_alone(app: Flask, provider: TracerProvider) -> None:
         token = context.attach(trace.set_span_in_context(span))
 
         def ending(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            route = request.url_rule.rule if request.url_rule is not None else None
-            span.update_name(f"{environ['REQUEST_METHOD']} {route}")
-            span.set_attributes(
-                {"http.route": route or "", "http.response.status_code": int(status[:3])}
-            )
+            ending_attributes: dict[str, Any] = {"http.response.status_code": int(status[:3])}
+            if request.url_rule is not None:  # as native tracing: no route, no http.route
+                ending_attributes["http.route"] = request.url_rule.rule
+                span.update_name(f"{environ['REQUEST_METHOD']} {request.url_rule.rule}")
+            span.set_attributes(ending_attributes)
             return start_response(status, headers, exc_info)
 
         try:

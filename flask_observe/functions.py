@@ -15,12 +15,12 @@ from collections.abc import Iterator
 from typing import Any, Callable, Optional, TypeVar, overload
 
 from flask import current_app, has_app_context
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, values
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from .config import validate_buckets
-from .multiprocess import registry_for_families
+from .multiprocess import registry_for_families, values_in_files
 from .registries import PerRegistry
 from .signals import announce_failure
 
@@ -111,7 +111,7 @@ def _current_function_metrics() -> FunctionMetrics:
         if state is not None:
             families: FunctionMetrics = state.function_metrics
             return families
-    if values.ValueClass is values.MutexValue:
+    if not values_in_files():
         return FunctionMetrics.for_registry(REGISTRY)
     # A second family of the same name would keep counts of its own in this process and
     # write them over the app's in the files.

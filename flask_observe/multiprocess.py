@@ -43,6 +43,7 @@ __all__ = [
     "files_registry",
     "multiprocess_dir",
     "registry_for_families",
+    "values_in_files",
 ]
 
 #: The variable that turns prometheus_client's multiprocess mode on, and names its directory.
@@ -50,6 +51,12 @@ ENV_VAR = "PROMETHEUS_MULTIPROC_DIR"
 
 _lock = threading.Lock()
 _first_registry: Optional[CollectorRegistry] = None
+
+
+def values_in_files() -> bool:
+    """Whether prometheus_client keeps metric values in the multiprocess files: chosen once,
+    when ``prometheus_client.values`` was first imported."""
+    return values.ValueClass is not values.MutexValue
 
 
 def multiprocess_dir() -> Optional[str]:
@@ -61,7 +68,7 @@ def multiprocess_dir() -> Optional[str]:
         set (its metrics would then be kept in memory, and no other worker would see them).
     """
     path = os.environ.get(ENV_VAR)
-    in_memory = values.ValueClass is values.MutexValue
+    in_memory = not values_in_files()
     if not path:
         if not in_memory:
             raise ConfigError(

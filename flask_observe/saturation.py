@@ -31,11 +31,12 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, TypeVar
 
 from flask import Flask
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
+from .multiprocess import values_in_files
 from .observation import Observation
 from .registries import PerRegistry
 
@@ -83,13 +84,6 @@ _MAX_HELP = (
 )
 _DEPTH_HELP = "Items waiting in the queue."
 _DEPTH_ERRORS_HELP = "Scrapes whose depth function of the queue raised or returned no number."
-
-
-def _in_files() -> bool:
-    """Whether prometheus_client keeps values in its multiprocess files (it chose when it
-    was first imported). Then ``/metrics`` serves those files alone, so what the collector
-    below works out at scrape time must be written to them instead."""
-    return values.ValueClass is not values.MutexValue
 
 
 _lock = threading.Lock()
@@ -147,7 +141,7 @@ class _PoolTracker:
         # scrape adds up those of the live workers: every worker has a pool of its own.
         self._in_use_file: Optional[Gauge] = None
         self._max_file: Optional[Gauge] = None
-        if _in_files():
+        if values_in_files():
             self._in_use_file = Gauge(
                 "db_pool_connections_in_use",
                 _IN_USE_HELP,
@@ -373,7 +367,7 @@ class SaturationMetrics:
         #: In multiprocess mode: the queue families in the files, and the process figures.
         self._queue_files: Optional[tuple[Gauge, Counter]] = None
         self.process_files: Optional[_ProcessFiles] = None
-        if _in_files():
+        if values_in_files():
             self._queue_files = (
                 # The value the worker answering the latest scrape read: right for a queue
                 # every worker sees (a broker's), and that worker's own for one in memory.
@@ -406,7 +400,7 @@ class SaturationMetrics:
             if self._process:
                 return
             self._process = True
-            if _in_files():
+            if values_in_files():
                 self.process_files = _ProcessFiles()
                 return
         for collector in (_ProcessFigures(), _ThreadsCollector()):

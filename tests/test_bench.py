@@ -35,7 +35,6 @@ def test_every_kind_answers_logs_and_traces_as_the_benchmark_checks(
 ) -> None:
     app, tracing = overhead.one_route_app(kind)
     overhead.check_once(kind, overhead.caller(app, "GET", "/orders/42"), tracing)
-    assert (tracing is not None) == (kind in overhead.TRACING_KINDS)
 
 
 def _one_span(app: Flask, provider: TracerProvider, exporter: InMemorySpanExporter) -> Any:
