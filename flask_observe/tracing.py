@@ -1,5 +1,6 @@
-"""Traces: the tracer provider, and a server span per request (``@traced`` business spans
-are :mod:`flask_observe.spans`).
+"""Traces: which tracer provider an app's spans come from, and a server span per request
+(``@traced`` business spans are :mod:`flask_observe.spans`; the provider flask-observe makes
+when the app has none is :mod:`flask_observe.export`).
 
 The spans are OpenTelemetry's: this module only decides when they start and end, what they
 are called and which attributes they carry. The request span is made by the pipeline's
@@ -14,30 +15,19 @@ observation (the metrics take the trace ID as an exemplar, the access line both 
 from __future__ import annotations
 
 import logging
-import os
 import re
-import threading
-from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Callable, Optional
 
 from flask import Flask, request
 from opentelemetry import context, propagate, trace
 from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.propagators.textmap import Getter
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import (
-    BatchSpanProcessor,
-    ConsoleSpanExporter,
-    SpanExporter,
-    SpanExportResult,
-)
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
 from ._version import __version__
 from .config import ConfigError, Settings
+from .export import DROP_REASONS, OnDrop, build_provider
 from .observation import ENVIRON_KEY, Observation
 from .spans import SCOPE, error_status
 
@@ -221,153 +211,6 @@ class SpanReader:
 
     def finish(self, observation: Observation) -> None:
         pass
-
-
-# -- the provider --
-
-#: Reasons a span is lost, the ``reason`` label of ``flask_observe_spans_dropped_total``.
-DROP_REASONS = ("queue_full", "export_failed", "export_error")
-
-OnDrop = Callable[[str, int], None]
-
-
-class _CountingExporter(SpanExporter):
-    """Passes spans to *inner*, counting those whose export failed."""
-
-    def __init__(self, inner: SpanExporter, on_drop: OnDrop) -> None:
-        self._inner = inner
-        self._on_drop = on_drop
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        try:
-            result = self._inner.export(spans)
-        except Exception:
-            self._on_drop("export_error", len(spans))
-            raise  # the processor logs it
-        if result is not SpanExportResult.SUCCESS:
-            self._on_drop("export_failed", len(spans))
-        return result
-
-    def shutdown(self) -> None:
-        self._inner.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self._inner.force_flush(timeout_millis)
-
-
-class _CountingQueue(deque):  # type: ignore[type-arg]
-    """A batch processor's span queue that counts the spans a full queue pushes out.
-
-    The SDK's queue is a ``deque`` with a ``maxlen``: appending to it when full silently
-    drops the oldest span. Counting at that append, under a lock that taking spans off the
-    queue also goes through, counts each dropped span exactly once.
-    """
-
-    def __init__(self, maxlen: int, on_drop: OnDrop) -> None:
-        super().__init__((), maxlen)
-        self._lock = threading.Lock()
-        self._on_drop = on_drop
-
-    def appendleft(self, item: Any) -> None:
-        with self._lock:
-            full = len(self) == self.maxlen
-            super().appendleft(item)
-        if full:
-            self._on_drop("queue_full", 1)
-
-    def pop(self) -> Any:  # type: ignore[override]  # deque.pop takes no index
-        with self._lock:
-            return super().pop()
-
-
-class _CountingBatchProcessor(BatchSpanProcessor):
-    """The SDK's batch processor, counting the spans it drops because its queue is full.
-
-    The SDK keeps no count of them, only a log line it repeats at most every 20 seconds.
-    Its queue (a private attribute, the same in SDK 1.41 and 1.45) is replaced by a
-    :class:`_CountingQueue` while still empty. Should a later SDK hide it, the count stays
-    at zero and a warning says so at start-up.
-    """
-
-    def __init__(self, exporter: SpanExporter, on_drop: OnDrop, **options: Any) -> None:
-        super().__init__(exporter, **options)
-        batch = getattr(self, "_batch_processor", None)
-        queue = getattr(batch, "_queue", None)
-        if isinstance(queue, deque) and queue.maxlen is not None and not queue:
-            batch._queue = _CountingQueue(queue.maxlen, on_drop)  # type: ignore[union-attr]
-        else:
-            _log.warning(
-                "This opentelemetry-sdk hides its span queue: spans dropped because it is "
-                "full cannot be counted in flask_observe_spans_dropped_total."
-            )
-
-
-def _exporter_name(setting: Optional[str]) -> str:
-    """The exporter: the setting; else ``OTEL_TRACES_EXPORTER``; else ``otlp`` if an OTLP
-    endpoint is set; else ``none``."""
-    if setting is not None:
-        return setting
-    chosen = os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
-    if chosen in ("otlp", "console", "none"):
-        return chosen
-    if os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get(
-        "OTEL_EXPORTER_OTLP_ENDPOINT"
-    ):
-        return "otlp"
-    return "none"
-
-
-def _exporter(settings: Settings) -> Optional[SpanExporter]:
-    name = _exporter_name(settings.tracing_exporter)
-    if name == "console":
-        return ConsoleSpanExporter()
-    if name == "otlp":
-        try:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
-                OTLPSpanExporter,
-            )
-        except ImportError:
-            if settings.tracing_exporter is None:  # chosen from the environment
-                _log.warning(
-                    "An OTLP endpoint is set in the environment, but the OTLP exporter is "
-                    "not installed (pip install 'flask-observe[otlp]'): no span is exported."
-                )
-                return None
-            raise ConfigError(
-                "OBSERVE_TRACING_EXPORTER",
-                "otlp",
-                "an installed exporter: pip install 'flask-observe[otlp]' for OTLP over "
-                "HTTP, or 'console' or 'none'",
-            ) from None
-        return OTLPSpanExporter()
-    return None
-
-
-def build_provider(settings: Settings, on_drop: OnDrop) -> TracerProvider:
-    """A tracer provider for *settings*: resource, sampler, batch processor and exporter."""
-    ratio = settings.tracing_sample_ratio
-    provider = TracerProvider(
-        resource=Resource.create({"service.name": settings.service_name}),
-        # Without a ratio of ours, the SDK reads OTEL_TRACES_SAMPLER or samples everything.
-        sampler=None if ratio is None else ParentBased(TraceIdRatioBased(ratio)),
-    )
-    exporter = _exporter(settings)
-    if exporter is not None:
-        try:
-            processor = _CountingBatchProcessor(
-                _CountingExporter(exporter, on_drop),
-                on_drop,
-                max_queue_size=settings.tracing_queue_size,
-                max_export_batch_size=settings.tracing_batch_size,
-            )
-        except ValueError as exc:
-            raise ConfigError(
-                "OBSERVE_TRACING_BATCH_SIZE",
-                settings.tracing_batch_size,
-                f"a batch no larger than the queue (OBSERVE_TRACING_QUEUE_SIZE): {exc}",
-            ) from None
-        provider.add_span_processor(processor)
-    return provider
 
 
 def _is_set(provider: trace.TracerProvider) -> bool:

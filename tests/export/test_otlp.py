@@ -33,10 +33,10 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span as ProtoSpan
 from prometheus_client import CollectorRegistry
 
 from flask_observe import Observe, traced
-from flask_observe.tracing import DROP_REASONS
+from flask_observe.export import DROP_REASONS
 
-from .conftest import access_lines, log_lines
-from .otlp import export_to, receiving
+from ..conftest import access_lines, log_lines
+from ..otlp import export_to, receiving
 
 #: Requests sent by the two load tests.
 LOAD_REQUESTS = 20_000
