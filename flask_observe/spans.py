@@ -75,6 +75,8 @@ class _Call:
         self.signature = inspect.signature(fn)
         parameters = self.signature.parameters
         for key, source in self.attributes.items():
+            if not isinstance(key, str) or not key:
+                raise TypeError(f"@traced attribute names must be non-empty strings, not {key!r}")
             if isinstance(source, str) and source not in parameters:
                 raise TypeError(
                     f"@traced attribute {key!r} names the argument {source!r}, which "
@@ -107,7 +109,12 @@ class _Call:
             if self.record_args:
                 for arg, value in arguments.items():
                     attributes.setdefault(f"code.arg.{arg}", _attribute_value(value))
-        return current_tracer().start_span(self.name, kind=SpanKind.INTERNAL, attributes=attributes)
+        tracer = current_tracer()
+        start_trusted = getattr(tracer, "start_trusted", None)
+        if start_trusted is not None:  # the values are valid: no need to clean them again
+            span: Span = start_trusted(self.name, None, SpanKind.INTERNAL, attributes)
+            return span
+        return tracer.start_span(self.name, kind=SpanKind.INTERNAL, attributes=attributes)
 
 
 def _instrument(fn: F, call: _Call) -> F:

@@ -28,6 +28,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 from ._version import __version__
 from .config import ConfigError, Settings
 from .export import DROP_REASONS, OnDrop, build_provider
+from .export.span import LeanSpan, lean_tracer
 from .observation import ENVIRON_KEY, Observation
 from .spans import SCOPE, error_status
 
@@ -130,6 +131,11 @@ class TraceSink:
 
     def __init__(self, tracer: Tracer) -> None:
         self._tracer = tracer
+        #: The lean tracer's start for attributes known to be valid, which skips cleaning.
+        self._start_trusted = getattr(tracer, "start_trusted", None)
+        #: No provider anywhere (the global proxy, and none set yet): until the application
+        #: sets one, a request only passes an incoming trace context on.
+        self._waiting = isinstance(tracer, (trace.ProxyTracer, trace.NoOpTracer))
         propagator = propagate.get_global_textmap()
         self._propagator = propagator
         #: The environ keys of the headers the propagator reads: without any of them there
@@ -143,6 +149,13 @@ class TraceSink:
         parent = None
         if not self._carrier_keys.isdisjoint(environ):
             parent = self._propagator.extract(environ, getter=_getter)
+        if self._waiting and self._no_provider():
+            if parent is not None:
+                # Current while the request is served, so its IDs reach the log lines and
+                # calls made from the view carry them on.
+                observation.span = (None, context.attach(parent), parent)
+                _adopt(observation, trace.get_current_span(parent))
+            return
         raw_method = environ.get("REQUEST_METHOD", "")
         method = raw_method if raw_method in _KNOWN_METHODS else "_OTHER"
         attributes: dict[str, Any] = {"http.request.method": method}
@@ -156,20 +169,31 @@ class TraceSink:
         agent = environ.get("HTTP_USER_AGENT")
         if agent:
             attributes["user_agent.original"] = agent[:1024]
-        span = self._tracer.start_span(
-            "HTTP" if method == "_OTHER" else method,
-            context=parent,
-            kind=SpanKind.SERVER,
-            attributes=attributes,
-        )
+        name = "HTTP" if method == "_OTHER" else method
+        if self._start_trusted is not None:
+            span = self._start_trusted(name, parent, SpanKind.SERVER, attributes)
+        else:
+            span = self._tracer.start_span(
+                name, context=parent, kind=SpanKind.SERVER, attributes=attributes
+            )
         # In the extracted context, so that its baggage is current too.
         current = trace.set_span_in_context(span, parent)
         observation.span = (span, context.attach(current), current)
         _adopt(observation, span)
 
+    def _no_provider(self) -> bool:
+        if isinstance(self._tracer, trace.ProxyTracer) and _is_set(trace.get_tracer_provider()):
+            self._waiting = False  # the application has set its provider: trace from now on
+            return False
+        return True
+
     def finish(self, observation: Observation) -> None:
+        if observation.span is None:
+            return  # no provider, and no trace context came with the request
         span, token, current = observation.span
         try:
+            if span is None:
+                return
             route = observation.route
             status = observation.status or 500
             attributes: dict[str, Any] = {"http.response.status_code": status}
@@ -179,7 +203,10 @@ class TraceSink:
                 attributes = {"http.route": route, **attributes}
             if status >= 500:
                 attributes["error.type"] = str(status)
-            span.set_attributes(attributes)  # one lock and one pass, not one per attribute
+            if type(span) is LeanSpan:
+                span.set_trusted_attributes(attributes)
+            else:
+                span.set_attributes(attributes)  # one lock and one pass, not one per attribute
             if status >= 500:
                 error = observation.error
                 if error is not None:
@@ -241,6 +268,8 @@ def tracer_for(
         provider = build_provider(settings, on_drop)
         if not _is_set(trace.get_tracer_provider()):
             trace.set_tracer_provider(provider)
+        # The provider is ours: its spans may take the lean path.
+        return provider, lean_tracer(provider.get_tracer(SCOPE, __version__))
     return provider, provider.get_tracer(SCOPE, __version__)
 
 

@@ -113,12 +113,44 @@ def registry() -> CollectorRegistry:
 
 
 class Spans:
-    """A fresh tracer provider whose finished spans are kept in memory."""
+    """A fresh tracer provider whose finished spans are kept in memory.
 
-    def __init__(self) -> None:
+    :meth:`observe` sets an app up to trace into it: by giving it this provider (the SDK's
+    own spans, as for a provider the user gives), or, with *made*, by letting flask-observe
+    make the app's provider (its lean spans) and adding this exporter to that provider.
+    """
+
+    def __init__(self, *, made: bool = False) -> None:
         self.exporter = InMemorySpanExporter()
         self.provider = TracerProvider()
         self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        self.made = made
+        self._made: list[TracerProvider] = []
+
+    def observe(self, app: Flask, observe: Optional[Observe] = None, **options: Any) -> None:
+        """Set *app* up with flask-observe (``Observe(app, **options)``, or *observe*'s
+        ``init_app``), its spans landing in :attr:`exporter`."""
+        if not self.made:
+            if observe is None:
+                Observe(app, tracer_provider=self.provider, **options)
+            else:
+                observe.init_app(app)
+            return
+        app.config.setdefault("OBSERVE_TRACING_SETUP", "always")
+        app.config.setdefault("OBSERVE_TRACING_EXPORTER", "none")
+        if observe is None:
+            Observe(app, **options)
+        else:
+            observe.init_app(app)
+        provider = app.extensions["observe"].tracer_provider
+        assert provider is not trace.get_tracer_provider(), "the app must have its own"
+        assert type(app.extensions["observe"].tracer).__name__ == "LeanTracer"
+        provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        self._made.append(provider)
+
+    def shutdown(self) -> None:
+        for provider in (self.provider, *self._made):
+            provider.shutdown()
 
     def finished(self) -> list[Any]:
         return list(self.exporter.get_finished_spans())
@@ -132,7 +164,7 @@ class Spans:
 def spans() -> Iterator[Spans]:
     kept = Spans()
     yield kept
-    kept.provider.shutdown()
+    kept.shutdown()
 
 
 @pytest.fixture

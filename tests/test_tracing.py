@@ -81,8 +81,17 @@ def _app(registry: CollectorRegistry, spans: Spans, **config: Any) -> Flask:
     def teapot() -> Any:
         return "short and stout", 503
 
-    Observe(app, registry=registry, tracer_provider=spans.provider)
+    spans.observe(app, registry=registry)
     return app
+
+
+@pytest.fixture(params=["given", "made"])
+def spans(request: pytest.FixtureRequest) -> Iterator[Spans]:
+    """Every test here runs twice: with a provider given to ``Observe`` (the SDK's spans) and
+    with the provider flask-observe makes (its lean spans): both must behave alike."""
+    kept = Spans(made=request.param == "made")
+    yield kept
+    kept.shutdown()
 
 
 @pytest.fixture
@@ -332,7 +341,7 @@ def test_a_generator_span_is_current_only_while_the_generator_runs(spans: Spans)
 
 def test_a_generator_closed_early_is_not_an_error(spans: Spans) -> None:
     app = Flask("shop")
-    Observe(app, registry=CollectorRegistry(), tracer_provider=spans.provider)
+    spans.observe(app, registry=CollectorRegistry())
 
     @traced
     def endless() -> Iterator[int]:
@@ -354,7 +363,7 @@ def test_a_generator_closed_early_is_not_an_error(spans: Spans) -> None:
 
 def test_async_generators_are_spanned_over_their_iteration(spans: Spans) -> None:
     app = Flask("shop")
-    Observe(app, registry=CollectorRegistry(), tracer_provider=spans.provider)
+    spans.observe(app, registry=CollectorRegistry())
 
     @traced("stream.rows")
     async def rows() -> Any:
@@ -373,7 +382,7 @@ def test_async_generators_are_spanned_over_their_iteration(spans: Spans) -> None
 
 def test_arguments_are_recorded_only_when_asked(spans: Spans) -> None:
     app = Flask("shop")
-    Observe(app, registry=CollectorRegistry(), tracer_provider=spans.provider)
+    spans.observe(app, registry=CollectorRegistry())
 
     @traced("quiet")
     def quiet(card: str) -> None:
@@ -395,7 +404,7 @@ def test_arguments_are_recorded_only_when_asked(spans: Spans) -> None:
 
 def test_an_attribute_callable_that_fails_never_fails_the_call(spans: Spans) -> None:
     app = Flask("shop")
-    Observe(app, registry=CollectorRegistry(), tracer_provider=spans.provider)
+    spans.observe(app, registry=CollectorRegistry())
 
     @traced("fragile", attributes={"bad": lambda x: 1 / 0, "good": "x"})
     def fragile(x: int) -> int:
@@ -433,12 +442,14 @@ def test_without_a_provider_traced_functions_just_run() -> None:
 # -- modes --
 
 
-def test_with_tracing_off_requests_get_no_span(registry: CollectorRegistry, spans: Spans) -> None:
+def test_with_tracing_off_requests_get_no_span(registry: CollectorRegistry) -> None:
+    spans = Spans()  # "off" makes no provider: @traced spans go to the one given
     app = _app(registry, spans, OBSERVE_TRACING_INSTRUMENTATION="off")
     response = app.test_client().post("/orders", json=ORDER)
     assert response.status_code == 201
     assert "traceresponse" not in response.headers
     names = {span.name for span in spans.finished()}
+    spans.shutdown()
     assert "POST /orders" not in names
     assert "tests.test_tracing.process_order" in names
 
@@ -456,7 +467,7 @@ def test_an_app_already_instrumented_is_not_traced_twice(
 
     FlaskInstrumentor().instrument_app(app, tracer_provider=spans.provider)
     try:
-        Observe(app, registry=registry, tracer_provider=spans.provider)
+        spans.observe(app, registry=registry)
         app.test_client().get("/orders/1")
         (server,) = [s for s in spans.finished() if s.kind is SpanKind.SERVER]
         assert server.name == "GET /orders/<int:order_id>"
@@ -563,7 +574,7 @@ def test_a_method_outside_the_standard_ones_is_named_http(
     def purge(key: str) -> str:
         return "purged"
 
-    Observe(app, registry=registry, tracer_provider=spans.provider)
+    spans.observe(app, registry=registry)
     assert app.test_client().open("/cache/a", method="PURGE").status_code == 200
     (server,) = spans.finished()
     assert server.name == "HTTP /cache/<key>"
@@ -582,7 +593,7 @@ def test_incoming_baggage_is_current_in_the_view(registry: CollectorRegistry, sp
         seen["tenant"] = baggage.get_baggage("tenant")
         return "ok"
 
-    Observe(app, registry=registry, tracer_provider=spans.provider)
+    spans.observe(app, registry=registry)
     app.test_client().get(
         "/",
         headers={
@@ -595,7 +606,7 @@ def test_incoming_baggage_is_current_in_the_view(registry: CollectorRegistry, sp
 
 def test_the_span_name_may_be_given_by_keyword(spans: Spans) -> None:
     app = Flask("shop")
-    Observe(app, registry=CollectorRegistry(), tracer_provider=spans.provider)
+    spans.observe(app, registry=CollectorRegistry())
 
     @traced(name="by.keyword")
     def work() -> int:
@@ -632,3 +643,67 @@ def test_the_filter_serves_a_handler_of_ones_own(spans: Spans) -> None:
     assert outside == "outside trace= span="
     context = span.get_span_context()
     assert inside == f"inside trace={context.trace_id:032x} span={context.span_id:016x}"
+
+
+# -- no provider anywhere --
+
+NO_PROVIDER_SCRIPT = """
+import json
+from flask import Flask
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import CollectorRegistry
+from flask_observe import Observe
+
+app = Flask("shop")
+app.config.update(OBSERVE_TRACING_SETUP="never", OBSERVE_LOG_JSON=False, OBSERVE_ACCESS_LOG=False)
+seen = []
+
+@app.get("/")
+def index():
+    context = trace.get_current_span().get_span_context()
+    seen.append([format(context.trace_id, "032x"), context.is_remote])
+    return "ok"
+
+Observe(app, registry=CollectorRegistry())
+client = app.test_client()
+plain = client.get("/")
+parent = "00-" + "ab" * 16 + "-" + "cd" * 8 + "-01"
+carried = client.get("/", headers={"traceparent": parent})
+exporter = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(exporter))
+trace.set_tracer_provider(provider)  # the application sets its own, after Observe
+traced = client.get("/")
+print(json.dumps({
+    "seen": seen,
+    "headers": [r.headers.get("traceresponse") for r in (plain, carried, traced)],
+    "spans": [s.name for s in exporter.get_finished_spans()],
+}))
+"""
+
+
+def test_without_a_provider_a_request_only_passes_its_trace_context_on() -> None:
+    import json
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-c", NO_PROVIDER_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    facts = json.loads(result.stdout)
+    (plain, carried, traced) = facts["seen"]
+    assert plain == ["0" * 32, False]  # nothing current: no span was made
+    assert carried == ["ab" * 16, True]  # the incoming context is current, as it came
+    assert facts["headers"][:2] == [None, "00-" + "ab" * 16 + "-" + "cd" * 8 + "-01"]
+    # Once the application sets a provider, requests are traced through it.
+    assert traced[0] != "0" * 32
+    assert facts["spans"] == ["GET /"]
+    assert facts["headers"][2] is not None
