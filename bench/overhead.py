@@ -20,17 +20,25 @@ app are built:
 - the peer stack: prometheus-flask-exporter, ``FlaskInstrumentor`` and the hand-written
   access log together on one app.
 
-Each has its own registry. Every app that traces has its own SDK ``TracerProvider``, which
-samples every request (``ParentBased(TraceIdRatioBased(1.0))``) and hands each ended span to
-a ``BatchSpanProcessor`` whose exporter drops it at once: the spans are made, queued and
-batched as in production, and only the network is left out. The global tracer provider is
-never set, and the environment is left as it is (``OTEL_SEMCONV_STABILITY_OPT_IN`` included):
-each package runs as its users get it. Every log line goes to ``os.devnull``, written and
-flushed line by line as on a real stderr. Each app is called through its WSGI callable, with
-no server or socket, in interleaved rounds (the order shuffled every round) with the garbage
-collector paused inside a timed batch. Overheads are paired: each round's cost minus the same
-round's bare cost, so a slow moment of a shared machine shifts both sides. Medians over the
-rounds are printed.
+Each has its own registry. Every app that traces exports its spans over OTLP/HTTP, as in
+production, to a stand-in for an OpenTelemetry Collector in another process, on the other
+CPU (``bench/collector.py``), which decodes them and counts them by service: flask-observe's
+kinds through the provider, batch processor and exporter flask-observe makes itself
+(``OBSERVE_TRACING_SETUP = "always"``, ``OBSERVE_TRACING_EXPORTER = "otlp"``), the others
+through an SDK ``TracerProvider`` with the SDK's ``BatchSpanProcessor`` and
+``OTLPSpanExporter``. Every request is sampled but in the 10% kind. The environment is left
+as it is (``OTEL_SEMCONV_STABILITY_OPT_IN`` included): each package runs as its users get it.
+Every log line goes to ``os.devnull``, written and flushed line by line as on a real stderr.
+Each app is called through its WSGI callable, with no server or socket, in interleaved rounds
+(the order shuffled every round) with the garbage collector paused inside a timed batch.
+Overheads are paired: each round's cost minus the same round's bare cost, so a slow moment
+of a shared machine shifts both sides. Medians over the rounds are printed.
+
+The floors are timed in the same run, each part alone in a tight loop
+(``bench/floors.py``): a request span made by the SDK and by flask-observe's lean path, the
+OTLP encoding of such spans by the SDK's encoder and by flask-observe's, an access line
+written with ``json.dumps`` through ``logging``, and the prometheus_client calls a request's
+metrics need.
 
 The scrape is timed on two apps that have served the same traffic over 50 routes x 4 methods
 x 5 statuses: one ``GET /metrics`` through the WSGI callable, Prometheus text format.
@@ -51,16 +59,18 @@ import random
 import statistics
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Any, Callable, Optional
 
 from flask import Flask, Response, g, request
 from opentelemetry import context, trace
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.instrumentation.flask import FlaskInstrumentor
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
@@ -68,6 +78,9 @@ from prometheus_flask_exporter import PrometheusMetrics
 from pythonjsonlogger.json import JsonFormatter
 
 from flask_observe import Observe
+
+# bench/ is no package: this script's directory is on sys.path when it runs.
+from collector import Collector, other_cpus  # isort: skip
 
 Kind = str
 LABELS: dict[Kind, str] = {
@@ -84,10 +97,7 @@ LABELS: dict[Kind, str] = {
     "peer": "peer stack",
 }
 KINDS: tuple[Kind, ...] = tuple(LABELS)
-#: The kinds whose requests make spans, and the kinds that write flask-observe's access line.
-TRACING_KINDS = frozenset(
-    {"observe-full", "observe-sampled", "observe-tracing", "otel-flask", "sdk-span", "peer"}
-)
+#: The kinds that write flask-observe's access line.
 ACCESS_LINE_KINDS = frozenset({"observe-logs", "observe-full", "observe-sampled"})
 #: The share of requests the sampled kind traces, as a production service might.
 SAMPLED_RATIO = 0.1
@@ -111,84 +121,105 @@ MAX_FULL_REQUEST_RATIO = 2.5
 MAX_FULL_OVERHEAD_SHARE = 1 / 3
 
 
-class DroppingExporter(SpanExporter):
-    """Drops every span at once, counting them, so the check can tell that spans were ended."""
-
-    def __init__(self) -> None:
-        self.spans = 0
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        self.spans += len(spans)
-        return SpanExportResult.SUCCESS
-
-    def shutdown(self) -> None:
-        pass
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True
-
-
 @dataclass
 class Tracing:
-    """The tracer provider of one app, and the exporter at the end of its batch processor."""
+    """The tracer provider of one app, and the service name its spans reach the collector
+    stand-in under."""
 
     provider: TracerProvider
-    exporter: DroppingExporter
+    service: str
 
 
 #: Every provider made, to be shut down at the end of the run.
 PROVIDERS: list[TracerProvider] = []
 
 
-def new_tracing(ratio: float = 1.0) -> Tracing:
-    """A provider of one app's own: every request sampled (or *ratio* of them), spans
-    batched, then dropped."""
-    exporter = DroppingExporter()
-    provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(ratio)))
-    provider.add_span_processor(BatchSpanProcessor(exporter))
+def service_of(kind: Kind) -> str:
+    return f"bench-{kind}"
+
+
+def sdk_tracing(kind: Kind) -> Tracing:
+    """A provider of one app's own, as the peers' users make it: every request sampled, spans
+    batched by the SDK's processor and exported by the SDK's OTLP/HTTP exporter, to
+    ``OTEL_EXPORTER_OTLP_ENDPOINT`` (the collector stand-in)."""
+    service = service_of(kind)
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": service}),
+        sampler=ParentBased(TraceIdRatioBased(1.0)),
+    )
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     PROVIDERS.append(provider)
-    return Tracing(provider, exporter)
+    return Tracing(provider, service)
 
 
-#: flask-observe without tracing. ``never`` keeps it from making a tracer provider of its
-#: own, which it would also set as the global one.
-TRACING_OFF = {"OBSERVE_TRACING_INSTRUMENTATION": "off", "OBSERVE_TRACING_SETUP": "never"}
+def observe_tracing(app: Flask, kind: Kind, **config: Any) -> Tracing:
+    """``Observe`` on *app*, making its own tracer provider and OTLP exporter (to
+    ``OTEL_EXPORTER_OTLP_ENDPOINT``) as it does for a user who sets that variable."""
+    service = service_of(kind)
+    app.config.update(
+        OBSERVE_TRACING_SETUP="always",
+        OBSERVE_TRACING_EXPORTER="otlp",
+        OBSERVE_SERVICE_NAME=service,
+        **config,
+    )
+    Observe(app, registry=CollectorRegistry())
+    state = app.extensions["observe"]
+    if trace.get_tracer_provider() is state.tracer_provider:  # no other one was set
+        forget_global_provider()
+    if type(state.tracer).__name__ != "LeanTracer":
+        raise SystemExit(f"{kind}: flask-observe's spans did not take the lean path")
+    provider = state.tracer_provider
+    PROVIDERS.append(provider)
+    return Tracing(provider, service)
+
+
+def forget_global_provider() -> None:
+    """Leave the process without a global tracer provider, as a fresh one is.
+
+    flask-observe sets the provider it makes as the global one when none is set, as its
+    users want; but the benchmark builds apps of every kind in one process, and the
+    metrics-only kind must run as it does where no provider exists anywhere. OpenTelemetry
+    lets a provider be set once: its private state is reset here, and nowhere else.
+    """
+    from opentelemetry.util._once import Once
+
+    trace._TRACER_PROVIDER = None  # type: ignore[attr-defined]
+    trace._TRACER_PROVIDER_SET_ONCE = Once()  # type: ignore[attr-defined]
+
+
+#: flask-observe with no provider anywhere: ``never`` keeps it from making one.
+TRACING_NEVER = {"OBSERVE_TRACING_SETUP": "never"}
 LOGS_OFF = {"OBSERVE_LOG_JSON": False, "OBSERVE_ACCESS_LOG": False}
 
 
 def instrument(app: Flask, kind: Kind) -> Optional[Tracing]:
     """Add *kind*'s instrumentation to *app*, metrics each on a registry of its own; return
     the app's tracing, for the kinds that trace."""
-    ratio = SAMPLED_RATIO if kind == "observe-sampled" else 1.0
-    tracing = new_tracing(ratio) if kind in TRACING_KINDS else None
+    tracing = None
     if kind == "observe-metrics":
-        app.config.update(**LOGS_OFF, **TRACING_OFF)
+        app.config.update(**LOGS_OFF, **TRACING_NEVER)
         Observe(app, registry=CollectorRegistry())
     elif kind == "observe-logs":
-        app.config.update(**TRACING_OFF)
+        app.config.update(**TRACING_NEVER)
         Observe(app, registry=CollectorRegistry())
-    elif kind in ("observe-full", "observe-sampled"):
-        assert tracing is not None
-        app.config.update(OBSERVE_TRACING_INSTRUMENTATION="native")
-        Observe(app, registry=CollectorRegistry(), tracer_provider=tracing.provider)
+    elif kind == "observe-full":
+        tracing = observe_tracing(app, kind)
+    elif kind == "observe-sampled":
+        tracing = observe_tracing(app, kind, OBSERVE_TRACING_SAMPLE_RATIO=SAMPLED_RATIO)
     elif kind == "observe-tracing":
-        assert tracing is not None
-        app.config.update(
-            OBSERVE_METRICS_ENABLED=False, OBSERVE_TRACING_INSTRUMENTATION="native", **LOGS_OFF
-        )
-        Observe(app, registry=CollectorRegistry(), tracer_provider=tracing.provider)
+        tracing = observe_tracing(app, kind, OBSERVE_METRICS_ENABLED=False, **LOGS_OFF)
     elif kind == "exporter":
         PrometheusMetrics(app, registry=CollectorRegistry(), group_by="url_rule")
     elif kind == "by-hand":
         access_log_by_hand(app)
     elif kind == "otel-flask":
-        assert tracing is not None
+        tracing = sdk_tracing(kind)
         otel_flask(app, tracing.provider)
     elif kind == "sdk-span":
-        assert tracing is not None
+        tracing = sdk_tracing(kind)
         sdk_span_alone(app, tracing.provider)
     elif kind == "peer":
-        assert tracing is not None
+        tracing = sdk_tracing(kind)
         PrometheusMetrics(app, registry=CollectorRegistry(), group_by="url_rule")
         otel_flask(app, tracing.provider)
         access_log_by_hand(app)
@@ -339,9 +370,37 @@ def caller(app: Flask, method: str, path: str, query: str = "") -> Callable[[], 
     return call
 
 
+#: The collector stand-in the tracing kinds export to, once :func:`start_collector` ran.
+COLLECTOR: Optional[Collector] = None
+
+
+def start_collector(cpus: Optional[set[int]] = None) -> Collector:
+    """Start the collector stand-in and point ``OTEL_EXPORTER_OTLP_ENDPOINT`` at it, for
+    every exporter made from now on; stop it with :func:`stop_collector`."""
+    global COLLECTOR
+    COLLECTOR = Collector(cpus)
+    os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = COLLECTOR.endpoint
+    return COLLECTOR
+
+
+def stop_collector() -> None:
+    global COLLECTOR
+    if COLLECTOR is not None:
+        COLLECTOR.stop()
+        COLLECTOR = None
+
+
+def received(tracing: Tracing, expected: int, timeout: float = 30.0) -> int:
+    """Spans of *tracing*'s service the collector has, once *expected* arrived or after
+    *timeout*; the provider is flushed first."""
+    assert COLLECTOR is not None, "start_collector() first"
+    tracing.provider.force_flush()
+    return COLLECTOR.wait_for(tracing.service, expected, timeout)
+
+
 def check_once(kind: Kind, call: Callable[[], bytes], tracing: Optional[Tracing]) -> None:
     """Refuse to time an app that does not answer, log or trace as it should."""
-    exported = tracing.exporter.spans if tracing is not None else 0
+    exported = received(tracing, 0, 0) if tracing is not None else 0
     stderr, sys.stderr = sys.stderr, io.StringIO()
     try:
         body = call()
@@ -356,10 +415,13 @@ def check_once(kind: Kind, call: Callable[[], bytes], tracing: Optional[Tracing]
         raise SystemExit(f"{kind}: expected {expected} access line(s), got {lines!r}")
     if kind == "observe-full" and not logged[0].get("trace_id"):
         raise SystemExit(f"{kind}: the access line has no trace_id: {lines!r}")
-    if tracing is not None and kind != "observe-sampled":  # that one may not trace it
-        tracing.provider.force_flush()
-        if tracing.exporter.spans - exported < 1:
-            raise SystemExit(f"{kind}: the request ended no span")
+    # The sampled kind may not trace this one request.
+    if (
+        tracing is not None
+        and kind != "observe-sampled"
+        and received(tracing, exported + 1, 10.0) < exported + 1
+    ):
+        raise SystemExit(f"{kind}: the request's span did not reach the collector")
 
 
 def timed_batch(call: Callable[[], Any], count: int) -> float:
@@ -393,7 +455,7 @@ def request_overhead(rounds: int, batch: int, seed: int) -> dict[Kind, tuple[flo
         if tracing is not None and kind != "observe-sampled":  # it traces only a tenth
             TRACINGS[kind] = tracing
     if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
-        raise SystemExit("the global tracer provider was set: each app must use its own")
+        raise SystemExit("a global tracer provider is set: the metrics kind must have none")
     order = list(KINDS)
     shuffle = random.Random(seed).shuffle
     per_round: dict[Kind, list[float]] = {kind: [] for kind in KINDS}
@@ -473,12 +535,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.batch, args.scrapes = 8, 500, 10
-    pin_to_one_cpu(enabled=not args.all_cpus)
+    start_collector(None if args.all_cpus else other_cpus())
     try:
+        pin_to_one_cpu(enabled=not args.all_cpus)
         report(args)
     finally:
         for provider in PROVIDERS:
             provider.shutdown()
+        stop_collector()
     return 0
 
 
@@ -505,17 +569,14 @@ def report(args: argparse.Namespace) -> None:
     for kind, (per_request, overhead) in costs.items():
         extra = "-" if kind == "bare" else f"{overhead:.1f}"
         print(f"  {LABELS[kind]:32}{per_request:>12.1f}{extra:>13}{per_request / bare:>9.3f}")
-    lost = {}
-    for kind, tracing in TRACINGS.items():
-        tracing.provider.force_flush()
-        lost[kind] = SENT[kind] - tracing.exporter.spans
+    lost = {kind: SENT[kind] - received(tracing, SENT[kind]) for kind, tracing in TRACINGS.items()}
     if any(lost.values()):
-        print("  spans lost (the batch processors' queues overflowed, so the timings above")
-        print("  include the SDK's warning per lost span): ")
+        print("  spans that did not reach the collector (a queue overflowed, or an export")
+        print("  failed; the timings above include the warnings for them):")
         for kind, count in lost.items():
             print(f"    {LABELS[kind]:30}{count:>8} of {SENT[kind]}")
     else:
-        print(f"  every request's span reached its exporter ({', '.join(map(LABELS.get, lost))})")
+        print(f"  every request's span reached the collector ({', '.join(map(LABELS.get, lost))})")
 
     scrape = scrape_cost(routes=args.routes, repeats=2, scrapes=args.scrapes, seed=args.seed)
     print(

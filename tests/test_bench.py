@@ -1,8 +1,10 @@
-"""The benchmark's apps, untimed: each kind answers, logs and traces as ``make bench`` expects,
-and its "SDK span alone" floor makes the span flask-observe's native tracing makes."""
+"""The benchmark's apps, untimed: each kind answers, logs and traces as ``make bench`` expects
+(its spans reaching the benchmark's collector stand-in over OTLP), and its "SDK span alone"
+floor makes the span flask-observe's native tracing makes."""
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,8 +23,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import overhead  # bench/ is no package: its directory is on the path above
 
 
+@pytest.fixture(scope="module")
+def collector() -> Iterator[None]:
+    """The benchmark's collector stand-in, in its own process, stopped by its PID after."""
+    saved = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    overhead.start_collector()
+    yield
+    overhead.stop_collector()
+    if saved is None:
+        os.environ.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+    else:
+        os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = saved
+
+
 @pytest.fixture
-def providers() -> Iterator[None]:
+def providers(collector: None) -> Iterator[None]:
     """Shut down the tracer providers the benchmark's apps make, and their threads."""
     yield
     while overhead.PROVIDERS:
