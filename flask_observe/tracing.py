@@ -182,7 +182,7 @@ class TraceSink:
         _adopt(observation, span)
 
     def _no_provider(self) -> bool:
-        if isinstance(self._tracer, trace.ProxyTracer) and _is_set(trace.get_tracer_provider()):
+        if isinstance(self._tracer, trace.ProxyTracer) and _global_provider_set():
             self._waiting = False  # the application has set its provider: trace from now on
             return False
         return True
@@ -238,6 +238,22 @@ class SpanReader:
 
     def finish(self, observation: Observation) -> None:
         pass
+
+
+if hasattr(trace, "_TRACER_PROVIDER"):
+
+    def _global_provider_set() -> bool:
+        """Whether the application has set a global tracer provider.
+
+        Asked for every request while none is set, so read where the API keeps it: the
+        public way looks at the environment each time.
+        """
+        return trace._TRACER_PROVIDER is not None
+
+else:  # pragma: no cover - an API that keeps it elsewhere
+
+    def _global_provider_set() -> bool:
+        return _is_set(trace.get_tracer_provider())
 
 
 def _is_set(provider: trace.TracerProvider) -> bool:
