@@ -27,6 +27,7 @@ import threading
 import time
 import zlib
 from collections.abc import Mapping, Sequence
+from datetime import timezone
 from email.utils import parsedate_to_datetime
 from typing import Optional, Union
 from urllib.parse import unquote, urlsplit
@@ -58,9 +59,15 @@ _JITTER = 0.2
 #: The SDK's exporter drops a batch whose request is larger (before compression).
 _MAX_REQUEST_BYTES = 64 * 1024 * 1024
 
-# An HTTP header name (RFC 9110's token), and a value without line breaks.
+# An HTTP header name (RFC 9110's token); what http.client refuses in a value.
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-_BAD_VALUE = re.compile(r"[\r\n\x00]")
+_BAD_VALUE = re.compile(r"[\r\n\x00]|[^\x00-\xff]")
+
+
+def _is_header(name: str, value: str) -> bool:
+    """Whether http.client can send this header: a token for a name, and a value of
+    Latin-1 without line breaks."""
+    return bool(_TOKEN.fullmatch(name)) and not _BAD_VALUE.search(value)
 
 
 def _env(signal_name: str, general_name: str) -> tuple[str, Optional[str]]:
@@ -98,7 +105,7 @@ def _parse_headers(text: str, source: str) -> dict[str, str]:
         name, equals, value = member.partition("=")
         name = unquote(name).strip().lower()
         value = unquote(value).strip()
-        if not equals or not _TOKEN.fullmatch(name) or _BAD_VALUE.search(value):
+        if not equals or not _is_header(name, value):
             _log.warning("%s: %r is no header (name=value); it is left out.", source, member)
             continue
         headers[name] = value
@@ -107,6 +114,8 @@ def _parse_headers(text: str, source: str) -> dict[str, str]:
 
 def _resolve_timeout(timeout: Optional[float]) -> float:
     if timeout is not None:
+        if not timeout > 0:
+            raise ConfigError("timeout", timeout, "a number of seconds above 0")
         return float(timeout)
     name, value = _env("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT")
     if value is None:
@@ -207,8 +216,8 @@ def _retry_after(value: Optional[str]) -> Optional[float]:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
-    if when.tzinfo is None:
-        return None  # not an HTTP date, which is always in GMT
+    if when.tzinfo is None:  # "-0000": UTC, but no zone said so
+        when = when.replace(tzinfo=timezone.utc)
     return max(when.timestamp() - time.time(), 0.0)
 
 
@@ -270,8 +279,9 @@ class OtlpHttpExporter(SpanExporter):
         ``OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE``.
     :param client_key_file: its private key. Else ``OTEL_EXPORTER_OTLP_CLIENT_KEY``; else
         the key is in the certificate's file.
-    :raises ConfigError: for an endpoint that is no ``http`` or ``https`` URL, an unknown
-        compression argument, or certificate files that cannot be loaded.
+    :raises ConfigError: for an endpoint that is no ``http`` or ``https`` URL, a timeout
+        argument not above 0, an unknown compression argument, or certificate files that
+        cannot be loaded.
 
     .. versionadded:: 0.1
     """
@@ -321,8 +331,10 @@ class OtlpHttpExporter(SpanExporter):
             self._headers["content-encoding"] = self._compression
         if value:
             self._headers.update(_parse_headers(value, name))
-        if headers:
-            self._headers.update({key.lower(): val for key, val in headers.items()})
+        for key, val in (headers or {}).items():
+            if not _is_header(key, val):
+                raise ConfigError("headers", {key: val}, "HTTP header names and values")
+            self._headers[key.lower()] = val
         if self._proxy is not None and self._tls is None:
             self._headers.update({k.lower(): v for k, v in self._proxy.headers.items()})
 
