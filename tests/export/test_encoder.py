@@ -24,7 +24,7 @@ from typing import Any, Optional
 
 import pytest
 from google.protobuf.json_format import MessageToDict
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as sdk_encode
@@ -400,6 +400,28 @@ def batches(draw: st.DrawFn) -> list[ReadableSpan]:
     return spans
 
 
+def holds_none(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, Mapping):
+        return any(holds_none(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(holds_none(v) for v in value)
+    return False
+
+
+def attributes_hold_none(spans: list[ReadableSpan]) -> bool:
+    """Whether any attribute of *spans* (their resources', scopes', events' and links'
+    included) is ``None`` or holds one. The SDK before 1.45 cleans some values into
+    ``None`` itself (undecodable bytes in a sequence), which its encoder then refuses."""
+    holders: list[Any] = []
+    for span in spans:
+        holders += [span, span.resource, span.instrumentation_scope, *span.events, *span.links]
+    return any(
+        holds_none(dict(holder.attributes or {})) for holder in holders if holder is not None
+    )
+
+
 @settings(
     max_examples=200,
     deadline=None,
@@ -407,6 +429,7 @@ def batches(draw: st.DrawFn) -> list[ReadableSpan]:
 )
 @given(batches())
 def test_any_batch_encodes_as_the_sdk_encodes_it(spans: list[ReadableSpan]) -> None:
+    assume(SDK_ENCODES_NONE or not attributes_hold_none(spans))
     logging.disable(logging.ERROR)  # the SDK's encoder logs a traceback per bad attribute
     try:
         expected = sdk_bytes(spans)
