@@ -112,8 +112,8 @@ _ANY_TRUE = b"\x10\x01"
 _ANY_FALSE = b"\x10\x00"
 _ANY_INT = b"\x18"
 _ANY_DOUBLE = 0x21
-_SPAN_IDS = b"\x0a\x10"  # trace_id, 16 bytes; the span_id follows
-_SPAN_SPAN_ID = b"\x12\x08"
+_IDS = b"\x0a\x10"  # Span.trace_id and Link.trace_id, 16 bytes; the span_id follows
+_SPAN_ID = b"\x12\x08"
 _SPAN_TRACE_STATE = b"\x1a"
 _SPAN_PARENT_SPAN_ID = b"\x22\x08"
 _SPAN_NAME = b"\x2a"
@@ -130,7 +130,6 @@ _EVENT_TIME = 0x09
 _EVENT_NAME = b"\x12"
 _EVENT_ATTRIBUTES = b"\x1a"
 _EVENT_DROPPED_ATTRIBUTES = b"\x20"
-_LINK_IDS = b"\x0a\x10"
 _LINK_ATTRIBUTES = b"\x22"
 _LINK_DROPPED_ATTRIBUTES = b"\x28"
 _STATUS_MESSAGE = b"\x12"
@@ -341,14 +340,20 @@ def _event_field(event: Event) -> bytes:
     return _delimited(_SPAN_EVENTS, b"".join(parts))
 
 
-def _link_field(link: Link) -> bytes:
-    context = link.context
-    parts = [
-        _LINK_IDS,
+def _id_fields(context: SpanContext) -> list[bytes]:
+    """The trace_id and span_id fields of *context*, numbered 1 and 2 in a Span and in a
+    Link alike."""
+    return [
+        _IDS,
         context.trace_id.to_bytes(16, "big"),
-        _SPAN_SPAN_ID,
+        _SPAN_ID,
         context.span_id.to_bytes(8, "big"),
     ]
+
+
+def _link_field(link: Link) -> bytes:
+    context = link.context
+    parts = _id_fields(context)
     _add_attributes(parts, link.attributes, _LINK_ATTRIBUTES, _link_pairs)
     if link.dropped_attributes:
         parts.append(_LINK_DROPPED_ATTRIBUTES + _varint(link.dropped_attributes))
@@ -385,12 +390,7 @@ def _span_field(span: ReadableSpan) -> bytes:
     """One ``ScopeSpans.spans`` field."""
     context = span.context
     parent = span.parent
-    parts = [
-        _SPAN_IDS,
-        context.trace_id.to_bytes(16, "big"),
-        _SPAN_SPAN_ID,
-        context.span_id.to_bytes(8, "big"),
-    ]
+    parts = _id_fields(context)
     if context.trace_state:
         parts.append(_trace_state(context))
     if parent is not None:

@@ -20,6 +20,7 @@ import struct
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Optional
 
 import pytest
@@ -41,19 +42,11 @@ from opentelemetry.trace.span import TraceState
 from flask_observe.export import encoder
 from flask_observe.export.encoder import encode_spans
 
-#: The attributes of a request span, as flask-observe sets them.
-REQUEST_ATTRIBUTES = {
-    "http.request.method": "GET",
-    "url.scheme": "http",
-    "server.address": "127.0.0.1",
-    "server.port": 5000,
-    "network.protocol.version": "1.1",
-    "url.path": "/orders/42",
-    "client.address": "127.0.0.1",
-    "user_agent.original": "bench",
-    "http.route": "/orders/<int:order_id>",
-    "http.response.status_code": 200,
-}
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+import encoding  # bench/ is no package: its directory is on the path above
+
+#: The attributes of a request span, as flask-observe sets them: the benchmark's.
+REQUEST_ATTRIBUTES = encoding.REQUEST_ATTRIBUTES
 
 START = 1_764_000_000_000_000_000
 
