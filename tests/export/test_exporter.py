@@ -378,8 +378,9 @@ def test_a_collector_that_keeps_failing_is_given_up_within_the_timeout(
         assert exporter.export(spans()) is FAILURE
         elapsed = time.monotonic() - started
 
-    # Waits of about 0.05, 0.1, 0.2 s, and the next (0.4) no longer fits in the timeout.
-    assert 3 <= len(receiver.received) <= 5
+    # Waits of about 0.05, 0.1, 0.2 s, and the next (0.4) no longer fits in the timeout:
+    # 4 tries, or fewer when a busy machine makes each try slow.
+    assert 2 <= len(receiver.received) <= 4
     assert elapsed < 0.6 + SLACK
     (error,) = errors()  # one line for the batch, none per try
     assert "gave up" in error
