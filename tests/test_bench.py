@@ -1,6 +1,7 @@
 """The benchmark's apps, untimed: each kind answers, logs and traces as ``make bench`` expects
 (its spans reaching the benchmark's collector stand-in over OTLP), and its "SDK span alone"
-floor makes the span flask-observe's native tracing makes."""
+floor makes the span flask-observe's native tracing makes. The encoding benchmark runs,
+briefly, on the spans it says it encodes."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from prometheus_client import CollectorRegistry
 from flask_observe import Observe
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-import overhead  # bench/ is no package: its directory is on the path above
+import encoding  # bench/ is no package: its directory is on the path above
+import overhead
 
 
 @pytest.fixture(scope="module")
@@ -77,3 +79,14 @@ def test_the_sdk_span_alone_is_the_span_native_tracing_makes() -> None:
     assert floor.name == native.name == "GET /orders/<int:order_id>"
     assert floor.kind == native.kind
     assert dict(floor.attributes) == dict(native.attributes)
+
+
+def test_the_encoding_floor_encodes_request_spans_with_both_encoders() -> None:
+    spans = encoding.request_spans(2)
+    assert {span.name for span in spans} == {"GET /orders/<int:order_id>"}
+    assert dict(spans[0].attributes) == encoding.REQUEST_ATTRIBUTES
+
+    floor = encoding.encoding_floor(batch=8, rounds=2)
+
+    assert set(floor) == {"sdk", "flask_observe", "bytes", "gzip_bytes"}
+    assert all(value > 0 for value in floor.values())

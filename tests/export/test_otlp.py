@@ -15,7 +15,8 @@ nothing of OpenTelemetry or the exporter is mocked.
   counts them: what arrived plus what was counted is what was made (but for a race that
   can count a few spans too many, explained in the test);
 - with the default queue and a receiver that keeps up, nothing is dropped;
-- a batch the receiver refuses is counted as ``reason="export_failed"``.
+- a batch the receiver refuses is counted as ``reason="export_failed"``;
+- an OTLP endpoint that is no URL stops ``init_app`` with a ``ConfigError`` naming it.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from flask import Flask
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as ProtoSpan
 from prometheus_client import CollectorRegistry
 
-from flask_observe import Observe, traced
+from flask_observe import ConfigError, Observe, traced
 from flask_observe.export import DROP_REASONS
 
 from ..conftest import access_lines, log_lines
@@ -193,6 +194,7 @@ def test_request_spans_reach_an_otlp_receiver_as_one_trace_linked_to_header_and_
     for request in receiver.received:
         assert (request.method, request.path) == ("POST", "/v1/traces")
         assert request.headers["content-type"] == "application/x-protobuf"
+        assert request.headers["user-agent"].startswith("flask-observe/")  # our exporter
 
     received = receiver.spans()
     assert {resource.get("service.name") for resource, _ in received} == {"shop"}
@@ -299,3 +301,14 @@ def test_spans_a_receiver_refuses_are_counted_as_export_failed(
         r for r in caplog.records if r.name == "flask_observe" and "export_failed" in r.getMessage()
     ]
     assert len(warnings) == 1
+
+
+def test_an_otlp_endpoint_that_is_no_url_stops_init_app_naming_its_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", raising=False)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "otel-collector:4318")
+    with pytest.raises(ConfigError) as raised:
+        ping_app()
+    assert raised.value.key == "OTEL_EXPORTER_OTLP_ENDPOINT"
+    assert "http:// or https:// URL" in str(raised.value)
