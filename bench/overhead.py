@@ -166,7 +166,7 @@ def observe_tracing(app: Flask, kind: Kind, **config: Any) -> Tracing:
     state = app.extensions["observe"]
     if trace.get_tracer_provider() is state.tracer_provider:  # no other one was set
         forget_global_provider()
-    if type(state.tracer).__name__ != "LeanTracer":
+    if type(state.tracer).__name__ != "LeanTracer" or not state.tracer._usable():
         raise SystemExit(f"{kind}: flask-observe's spans did not take the lean path")
     provider = state.tracer_provider
     PROVIDERS.append(provider)

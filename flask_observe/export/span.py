@@ -38,6 +38,7 @@ from opentelemetry import context as context_api
 from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk import trace as sdk_trace
+from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.sampling import Decision
 from opentelemetry.sdk.util import BoundedList
@@ -68,17 +69,22 @@ _SET_ITEMS = hasattr(BoundedAttributes, "_set_items")
 _RANDOM_FLAG: int = getattr(TraceFlags, "RANDOM_TRACE_ID", 0)
 
 
+#: What the SDK's own processors do when a span starts or is ending: nothing. A processor
+#: whose hooks are these (its class's own, or inherited) needs no call then.
+_IDLE_HOOKS = {
+    name: {
+        getattr(kind, name, None)
+        for kind in (SpanProcessor, BatchSpanProcessor, SimpleSpanProcessor)
+    }
+    for name in ("on_start", "_on_ending")
+}
+
+
 def _needs_no_start(processor: Any) -> bool:
     """Whether *processor* does nothing when a span starts or is ending, so a span may skip
     calling it then and be built for it only at its end."""
     kind = type(processor)
-    for name in ("on_start", "_on_ending"):
-        method = getattr(kind, name, None)
-        if method is None or method is getattr(sdk_trace.SpanProcessor, name, None):
-            continue
-        if kind not in (BatchSpanProcessor, SimpleSpanProcessor):
-            return False
-    return True
+    return all(getattr(kind, name, None) in idle for name, idle in _IDLE_HOOKS.items())
 
 
 class LeanTracer(trace.Tracer):

@@ -36,6 +36,8 @@ from prometheus_client import CollectorRegistry
 from flask_observe import Observe
 from flask_observe.export.span import LeanSpan, LeanTracer
 
+from ..otlp import export_to, receiving
+
 REMOTE = SpanContext(
     0x0AF7651916CD43DD8448EB211C80319C,
     0xB7AD6B7169203331,
@@ -400,10 +402,34 @@ def test_a_list_value_is_kept_as_it_was_when_set(tracers: Tracers) -> None:
 # -- through the app --
 
 
-def test_the_request_span_of_a_provider_flask_observe_made_is_lean() -> None:
+def test_processors_that_idle_at_start_allow_the_lean_path() -> None:
+    from flask_observe.export.processor import CountingBatchProcessor, CountingExporter
+    from flask_observe.export.span import _needs_no_start
+
+    class Starting(SimpleSpanProcessor):
+        def on_start(self, span: Any, parent_context: Optional[context.Context] = None) -> None:
+            pass
+
+    exporter = InMemorySpanExporter()
+    counting = CountingBatchProcessor(
+        CountingExporter(exporter, lambda reason, count: None), lambda reason, count: None
+    )
+    try:
+        assert _needs_no_start(counting)  # the processor flask-observe makes
+        assert _needs_no_start(SimpleSpanProcessor(exporter))
+        assert _needs_no_start(SpanProcessor())
+        assert not _needs_no_start(Starting(exporter))
+    finally:
+        counting.shutdown()
+
+
+@pytest.mark.parametrize("exporter_name", ["none", "otlp"])
+def test_the_request_span_of_a_provider_flask_observe_made_is_lean(
+    exporter_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     exporter = InMemorySpanExporter()
     app = Flask("shop")
-    app.config.update(OBSERVE_TRACING_SETUP="always", OBSERVE_TRACING_EXPORTER="none")
+    app.config.update(OBSERVE_TRACING_SETUP="always", OBSERVE_TRACING_EXPORTER=exporter_name)
 
     @app.get("/orders/<int:order_id>")
     def get_order(order_id: int) -> Any:
@@ -412,12 +438,14 @@ def test_the_request_span_of_a_provider_flask_observe_made_is_lean() -> None:
         span.set_attribute("order.id", order_id)
         return {"id": order_id}
 
-    Observe(app, registry=CollectorRegistry())
-    provider = app.extensions["observe"].tracer_provider
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    response = app.test_client().get(
-        "/orders/7", headers={"traceparent": f"00-{REMOTE.trace_id:032x}-{REMOTE.span_id:016x}-01"}
-    )
+    with receiving() as receiver:
+        export_to(monkeypatch, receiver)
+        Observe(app, registry=CollectorRegistry())
+        provider = app.extensions["observe"].tracer_provider
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        traceparent = f"00-{REMOTE.trace_id:032x}-{REMOTE.span_id:016x}-01"
+        response = app.test_client().get("/orders/7", headers={"traceparent": traceparent})
+        provider.shutdown()
     assert response.status_code == 200
     (server,) = exporter.get_finished_spans()
     assert type(server) is ReadableSpan
@@ -426,4 +454,7 @@ def test_the_request_span_of_a_provider_flask_observe_made_is_lean() -> None:
     assert server.attributes["order.id"] == 7
     assert server.attributes["http.route"] == "/orders/<int:order_id>"
     assert server.attributes["http.response.status_code"] == 200
-    provider.shutdown()
+    if exporter_name == "otlp":  # its batch processor sent the same span on the wire
+        ((_resource, sent),) = receiver.spans()
+        assert sent.name == server.name
+        assert sent.span_id == server.context.span_id.to_bytes(8, "big")
