@@ -32,7 +32,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from time import time_ns
 from types import TracebackType
-from typing import Any, Optional, Union, cast
+from typing import Any, Callable, Optional, Union, cast
 
 from opentelemetry import context as context_api
 from opentelemetry import trace
@@ -40,7 +40,13 @@ from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk import trace as sdk_trace
 from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
-from opentelemetry.sdk.trace.sampling import Decision
+from opentelemetry.sdk.trace.sampling import (
+    Decision,
+    ParentBased,
+    Sampler,
+    StaticSampler,
+    TraceIdRatioBased,
+)
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import (
     Link,
@@ -87,6 +93,54 @@ def _needs_no_start(processor: Any) -> bool:
     return all(getattr(kind, name, None) in idle for name, idle in _IDLE_HOOKS.items())
 
 
+#: A sampler's decision for a span of *parent* (``None`` for a root) and *trace_id*.
+_Decide = Callable[[Optional[SpanContext], int], Decision]
+
+
+def _plan(sampler: Sampler) -> Optional[_Decide]:
+    """The decisions of *sampler*, worked out without calling it, where it is one of the
+    SDK's own (``ParentBased`` over always-on, always-off or trace-ID-ratio samplers, or one
+    of those alone), which decide from the parent's flags and the trace ID only and pass
+    the attributes and the parent's trace state through. ``None`` for any other sampler,
+    which is then asked for each span. ``tests/export/test_span.py`` checks the plan
+    against the sampler itself.
+    """
+    kind = type(sampler)
+    if isinstance(sampler, ParentBased) and kind.should_sample is ParentBased.should_sample:
+        delegates = [
+            _plan(getattr(sampler, name, None))  # type: ignore[arg-type]
+            for name in (
+                "_root",
+                "_remote_parent_sampled",
+                "_remote_parent_not_sampled",
+                "_local_parent_sampled",
+                "_local_parent_not_sampled",
+            )
+        ]
+        if any(delegate is None for delegate in delegates):
+            return None
+        root, remote_on, remote_off, local_on, local_off = cast(list[_Decide], delegates)
+
+        def parent_based(parent: Optional[SpanContext], trace_id: int) -> Decision:
+            if parent is None:
+                return root(parent, trace_id)
+            if parent.is_remote:
+                chosen = remote_on if parent.trace_flags.sampled else remote_off
+            else:
+                chosen = local_on if parent.trace_flags.sampled else local_off
+            return chosen(parent, trace_id)
+
+        return parent_based
+    if kind is StaticSampler:
+        decision: Decision = sampler._decision  # type: ignore[attr-defined]
+        return lambda parent, trace_id: decision
+    if kind is TraceIdRatioBased:
+        bound, limit = sampler.bound, TraceIdRatioBased.TRACE_ID_LIMIT  # type: ignore[attr-defined]
+        keep, drop = Decision.RECORD_AND_SAMPLE, Decision.DROP
+        return lambda parent, trace_id: keep if trace_id & limit < bound else drop
+    return None
+
+
 class LeanTracer(trace.Tracer):
     """A tracer whose spans are :class:`LeanSpan`\\ s, over an SDK tracer of a provider
     flask-observe made: that tracer's sampler, ID generator, resource, limits, scope and
@@ -107,6 +161,9 @@ class LeanTracer(trace.Tracer):
         #: The processors last checked, and whether they allowed the lean path.
         self._checked: Any = None
         self._lean = False
+        #: The sampler last planned for, and its plan (see :func:`_plan`).
+        self._planned: Any = None
+        self._plan: Optional[_Decide] = None
         # The SDK counts its spans in metrics of its own when asked to; only its spans can.
         self._sdk_metrics = (
             os.environ.get("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", "").strip().lower() == "true"
@@ -197,8 +254,20 @@ class LeanTracer(trace.Tracer):
             trace_id = parent.trace_id
             random_ids = bool(_RANDOM_FLAG and parent.trace_flags & _RANDOM_FLAG)
         links = links or ()
-        result = self._sdk.sampler.should_sample(context, trace_id, name, kind, attributes, links)
-        decision = result.decision
+        sampler = self._sdk.sampler
+        if sampler is not self._planned:
+            self._plan = _plan(sampler)
+            self._planned = sampler
+        if self._plan is not None:
+            decision = self._plan(parent, trace_id)
+            trace_state = None if parent is None else parent.trace_state
+        else:
+            result = sampler.should_sample(context, trace_id, name, kind, attributes, links)
+            decision = result.decision
+            trace_state = result.trace_state
+            if decision is not Decision.DROP and result.attributes != attributes:
+                # The sampler had its say: its attributes are the span's.
+                attributes, trusted = dict(result.attributes), False
         flags = _SAMPLED if decision is Decision.RECORD_AND_SAMPLE else _NOT_SAMPLED
         if random_ids:
             flags = TraceFlags(flags | _RANDOM_FLAG)
@@ -207,13 +276,10 @@ class LeanTracer(trace.Tracer):
             self._new_span_id(),
             is_remote=False,
             trace_flags=flags,
-            trace_state=result.trace_state,
+            trace_state=trace_state,
         )
         if decision is Decision.DROP:
             return NonRecordingSpan(span_context)
-        sampled_attributes = result.attributes
-        if sampled_attributes != attributes:  # the sampler had its say: take its attributes
-            attributes, trusted = dict(sampled_attributes), False
         return LeanSpan(
             self,
             name,

@@ -24,9 +24,13 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import (
     ALWAYS_OFF,
+    ALWAYS_ON,
     Decision,
+    ParentBased,
+    ParentBasedTraceIdRatio,
     Sampler,
     SamplingResult,
+    TraceIdRatioBased,
 )
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.span import TraceState
@@ -34,7 +38,7 @@ from opentelemetry.util.types import Attributes
 from prometheus_client import CollectorRegistry
 
 from flask_observe import Observe
-from flask_observe.export.span import LeanSpan, LeanTracer
+from flask_observe.export.span import LeanSpan, LeanTracer, _plan
 
 from ..otlp import export_to, receiving
 
@@ -458,3 +462,60 @@ def test_the_request_span_of_a_provider_flask_observe_made_is_lean(
         ((_resource, sent),) = receiver.spans()
         assert sent.name == server.name
         assert sent.span_id == server.context.span_id.to_bytes(8, "big")
+
+
+# -- the SDK's samplers, decided without asking them --
+
+LEAVES = st.one_of(
+    st.sampled_from([ALWAYS_ON, ALWAYS_OFF]),
+    st.floats(0.0, 1.0).map(TraceIdRatioBased),
+)
+SAMPLERS = st.one_of(
+    LEAVES,
+    st.builds(
+        ParentBased,
+        root=LEAVES,
+        remote_parent_sampled=LEAVES,
+        remote_parent_not_sampled=LEAVES,
+        local_parent_sampled=LEAVES,
+        local_parent_not_sampled=LEAVES,
+    ),
+    st.floats(0.0, 1.0).map(ParentBasedTraceIdRatio),
+)
+PARENTS = st.one_of(
+    st.none(),
+    st.builds(
+        SpanContext,
+        trace_id=st.integers(1, 2**128 - 1),
+        span_id=st.integers(1, 2**64 - 1),
+        is_remote=st.booleans(),
+        trace_flags=st.sampled_from([TraceFlags(0), TraceFlags(1), TraceFlags(3)]),
+        trace_state=st.sampled_from([None, TraceState([("k", "v")])]),
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(sampler=SAMPLERS, parent=PARENTS, trace_id=st.integers(1, 2**128 - 1))
+def test_the_plan_of_an_sdk_sampler_decides_as_the_sampler(
+    sampler: Sampler, parent: Optional[SpanContext], trace_id: int
+) -> None:
+    plan = _plan(sampler)
+    assert plan is not None
+    context_ = None if parent is None else trace.set_span_in_context(trace.NonRecordingSpan(parent))
+    result = sampler.should_sample(context_, trace_id, "work", SpanKind.SERVER, {"a": 1})
+    assert plan(parent, trace_id) is result.decision
+    assert (None if parent is None else parent.trace_state) == result.trace_state
+
+
+def test_a_sampler_of_ones_own_is_asked_for_every_span() -> None:
+    class Odd(Sampler):
+        def should_sample(self, *args: Any, **kwargs: Any) -> SamplingResult:
+            return SamplingResult(Decision.RECORD_AND_SAMPLE)
+
+        def get_description(self) -> str:
+            return "Odd"
+
+    assert _plan(Odd()) is None
+    assert _plan(ParentBased(root=Odd())) is None
+    assert _plan(ParentBased(ALWAYS_ON, local_parent_sampled=Odd())) is None
