@@ -20,8 +20,9 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from flask_observe import Observe, get_logger
+from flask_observe.logs import _sole_handler
 
-from .conftest import access_lines, log_lines, serving
+from .conftest import access_lines, log_lines, serving, without_root_handlers
 
 RFC3339_MS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 MADE_ID = re.compile(r"[0-9a-f]{32}")
@@ -467,10 +468,12 @@ def test_the_access_line_is_the_same_when_other_handlers_see_the_record(
     headers = {"User-Agent": "probe/1.0"}
     varying = {"timestamp", "duration_ms", "request_id", "trace_id", "span_id"}
 
-    client.get("/orders/1", headers=headers)
+    access = logging.getLogger("flask_observe.access")
+    with without_root_handlers():
+        assert _sole_handler(access, logging.INFO) is not None
+        client.get("/orders/1", headers=headers)
     (alone,) = access_lines(log_lines(capsys))
     kept = _Keep()
-    access = logging.getLogger("flask_observe.access")
     for where in (access, logging.getLogger()):  # on the logger itself, and up at the root
         where.addHandler(kept)
         try:
@@ -497,14 +500,6 @@ def test_a_filter_or_record_factory_of_the_users_still_applies_to_the_access_lin
     def not_probes(record: logging.LogRecord) -> bool:
         return record.__dict__.get("user_agent") != "probe/1.0"
 
-    access.addFilter(not_probes)
-    try:
-        client.get("/orders/1", headers={"User-Agent": "probe/1.0"})
-        client.get("/orders/2", headers={"User-Agent": "browser"})
-    finally:
-        access.removeFilter(not_probes)
-    assert [line["user_agent"] for line in access_lines(log_lines(capsys))] == ["browser"]
-
     made = logging.getLogRecordFactory()
     stamped: list[str] = []
 
@@ -513,11 +508,22 @@ def test_a_filter_or_record_factory_of_the_users_still_applies_to_the_access_lin
         stamped.append(record.name)
         return record
 
-    logging.setLogRecordFactory(factory)
-    try:
-        client.get("/orders/1")
-    finally:
-        logging.setLogRecordFactory(made)
+    # Without them, the line would be written without a record.
+    with without_root_handlers():
+        assert _sole_handler(access, logging.INFO) is not None
+        access.addFilter(not_probes)
+        try:
+            client.get("/orders/1", headers={"User-Agent": "probe/1.0"})
+            client.get("/orders/2", headers={"User-Agent": "browser"})
+        finally:
+            access.removeFilter(not_probes)
+        assert [line["user_agent"] for line in access_lines(log_lines(capsys))] == ["browser"]
+
+        logging.setLogRecordFactory(factory)
+        try:
+            client.get("/orders/1")
+        finally:
+            logging.setLogRecordFactory(made)
     assert "flask_observe.access" in stamped
     assert len(access_lines(log_lines(capsys))) == 1
 
