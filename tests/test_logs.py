@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextvars
 import http.client
+import io
 import json
 import logging
 import os
 import re
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -731,3 +733,19 @@ def test_a_later_root_setup_takes_the_handler_off_the_app_logger(
     assert not any(isinstance(h, ObserveHandler) for h in logging.getLogger("shop").handlers)
     log.info("once")
     assert len(capsys.readouterr().err.splitlines()) == 1
+
+
+def test_a_log_sink_that_cannot_write_is_counted_and_the_request_goes_on(
+    registry: CollectorRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Even the report of the failure cannot be written: the request is answered all the
+    same, and flask_observe_errors_total{sink="logs"} counts each failure."""
+    closed = io.StringIO()
+    closed.close()
+    client = _app(registry).test_client()
+    monkeypatch.setattr(sys, "stderr", closed)
+    # A path of no route: the views here log too, and their lines would fail them.
+    responses = [client.get("/nope") for _ in range(3)]
+    monkeypatch.undo()
+    assert [r.status_code for r in responses] == [404] * 3
+    assert registry.get_sample_value("flask_observe_errors_total", {"sink": "logs"}) == 3.0
