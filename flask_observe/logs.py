@@ -621,7 +621,8 @@ class LogSink:
         given = None if self._header_key is None else observation.environ.get(self._header_key)
         if given is None or not _REQUEST_ID.fullmatch(given):
             # Unique, not secret: Python reseeds random in a forked child, so workers differ.
-            given = f"{random.getrandbits(128):032x}"
+            # The bytes' hex is the 32 digits of f"{bits:032x}", in less than half the time.
+            given = random.getrandbits(128).to_bytes(16, "big").hex()
         observation.request_id = given
         if self._header is not None:
             observation.add_response_header(self._header, given)
