@@ -248,3 +248,15 @@ def without_root_handlers() -> Iterator[None]:
         yield
     finally:
         root.handlers[:] = saved
+
+
+class KeptRecords(logging.Handler):
+    """A handler of the user's own, keeping the records it gets. Where it is, the access
+    record is made, as it is for any handler but flask-observe's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)

@@ -30,7 +30,7 @@ from flask_observe.logs import (
 )
 from flask_observe.observation import Observation
 
-from .conftest import access_lines, log_lines, without_root_handlers
+from .conftest import KeptRecords, access_lines, log_lines, without_root_handlers
 
 #: Any character, lone surrogates and control characters included.
 HOSTILE_CHARS = st.characters(codec=None, exclude_categories=())
@@ -241,17 +241,6 @@ def test_no_method_or_no_request_id_raises(observed: Flask) -> None:
 # -- through the app --
 
 
-class _Keep(logging.Handler):
-    """A handler of the user's own: with it on the root, the access record is made."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 @settings(
     max_examples=150,
     deadline=None,
@@ -288,7 +277,7 @@ def test_hostile_requests_give_one_whole_line_with_what_they_sent(
     with without_root_handlers():
         assert _sole_handler(logging.getLogger(ACCESS_LOGGER), logging.ERROR) is not None
         response = client.open(environ_overrides=environ)
-    kept = _Keep()
+    kept = KeptRecords()
     logging.getLogger().addHandler(kept)
     try:
         client.open(environ_overrides=environ)
@@ -334,7 +323,7 @@ def test_the_console_line_is_the_same_with_or_without_a_record(
     environ = {"HTTP_X_REQUEST_ID": "c-1", "HTTP_USER_AGENT": 'say "hi"\n'}
     with without_root_handlers():
         client.get("/nope", environ_overrides=environ)
-    kept = _Keep()
+    kept = KeptRecords()
     logging.getLogger().addHandler(kept)
     try:
         client.get("/nope", environ_overrides=environ)

@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry
 from flask_observe import Observe, get_logger
 from flask_observe.logs import _sole_handler
 
-from .conftest import access_lines, log_lines, serving, without_root_handlers
+from .conftest import KeptRecords, access_lines, log_lines, serving, without_root_handlers
 
 RFC3339_MS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 MADE_ID = re.compile(r"[0-9a-f]{32}")
@@ -449,17 +449,6 @@ def test_a_huge_user_agent_is_clipped(app: Flask, capsys: pytest.CaptureFixture[
     assert line["user_agent"] == "u" * 1024 + "...[truncated]"
 
 
-class _Keep(logging.Handler):
-    """A handler of the user's own, keeping the records it gets."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 def test_the_access_line_is_the_same_when_other_handlers_see_the_record(
     registry: CollectorRegistry, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -475,7 +464,7 @@ def test_the_access_line_is_the_same_when_other_handlers_see_the_record(
         assert _sole_handler(access, logging.INFO) is not None
         client.get("/orders/1", headers=headers)
     (alone,) = access_lines(log_lines(capsys))
-    kept = _Keep()
+    kept = KeptRecords()
     for where in (access, logging.getLogger()):  # on the logger itself, and up at the root
         where.addHandler(kept)
         try:
