@@ -227,6 +227,9 @@ class JsonLogFormatter(JsonFormatter):
         self.service = service
         self.redactor = Redactor(redact)
         self._access_heads: dict[tuple[str, str, str], str] = {}
+        # A subclass that writes the access line its own way (the console's) gets the
+        # line's fields as a dict, as from a record; only this class's line is hand-written.
+        self._hand_written = type(self).serialize_access is JsonLogFormatter.serialize_access
 
     def format(self, record: logging.LogRecord) -> str:
         try:
@@ -267,8 +270,13 @@ class JsonLogFormatter(JsonFormatter):
         go through the encoder's own function for strings, and the numbers are checked to
         be ints and a finite float, which the encoder writes as their ``repr``. The tests
         prove the line equal to the encoder's, character for character. A value of another
-        type raises :exc:`TypeError`; the caller then makes the record.
+        type raises :exc:`TypeError`; the caller then makes the record. A subclass that
+        overrides :meth:`serialize_access` gets the line from it.
         """
+        if not self._hand_written:
+            return self.serialize_access(
+                self._access_data(level, logger, observation, fields, created)
+            )
         if not observation.endpoint:
             observation.ensure_routed()
         key = (logging.getLevelName(level), logger, observation.service)
@@ -468,16 +476,6 @@ class ConsoleLogFormatter(JsonLogFormatter):
 
     def serialize_access(self, data: dict[str, Any]) -> str:
         return self.serialize_log_record(data)
-
-    def access_line(
-        self,
-        level: int,
-        logger: str,
-        observation: Observation,
-        fields: Mapping[str, Any],
-        created: Optional[float] = None,
-    ) -> str:
-        return self.serialize_access(self._access_data(level, logger, observation, fields, created))
 
 
 class TraceContextFilter(logging.Filter):

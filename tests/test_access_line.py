@@ -338,3 +338,24 @@ def test_the_console_line_is_the_same_with_or_without_a_record(
     assert steady(alone) == steady(made)
     assert re.search(r" WARNING +flask_observe\.access request request_id=c-1 .*status=404 ", alone)
     assert 'user_agent="say \\"hi\\"\\n"' in alone
+
+
+def test_a_formatter_that_writes_access_lines_its_own_way_still_does(
+    observed: Flask, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A subclass that overrides serialize_access gets the fields from it, record or not."""
+
+    class Shouting(JsonLogFormatter):
+        def serialize_access(self, data: dict[str, Any]) -> str:
+            return json.dumps({key.upper(): value for key, value in data.items()})
+
+    (handler,) = logging.getLogger("flask_observe").handlers
+    handler.setFormatter(Shouting(service="shop"))
+    client = observed.test_client()
+    with without_root_handlers():
+        assert _sole_handler(logging.getLogger(ACCESS_LOGGER), logging.INFO) is handler
+        client.get("/echo/x", headers={"X-Request-ID": "loud"})
+    client.get("/echo/x", headers={"X-Request-ID": "loud"})
+    alone, made = (json.loads(line) for line in capsys.readouterr().err.splitlines())
+    assert list(alone) == list(made)
+    assert (alone["REQUEST_ID"], alone["STATUS"], alone["PATH"]) == ("loud", 200, "/echo/x")
