@@ -189,6 +189,8 @@ def forget_global_provider() -> None:
 
 #: flask-observe with no provider anywhere: ``never`` keeps it from making one.
 TRACING_NEVER = {"OBSERVE_TRACING_SETUP": "never"}
+#: flask-observe with its tracing off, whatever provider the process has.
+TRACING_OFF = {"OBSERVE_TRACING_INSTRUMENTATION": "off", **TRACING_NEVER}
 LOGS_OFF = {"OBSERVE_LOG_JSON": False, "OBSERVE_ACCESS_LOG": False}
 
 

@@ -61,16 +61,18 @@ _FIELDS_ATTR = "_observe_fields"
 _REQUEST_ATTR = "_observe_request"
 #: Marks an access record, whose fields are :data:`_ACCESS_FIELDS`.
 _ACCESS_ATTR = "_observe_access"
+#: The access fields that are there only sometimes, last on the line.
+_ACCESS_LATE = ("exception", "query")
 _ACCESS_FIELDS = (
     "status",
     "duration_ms",
     "client_addr",
     "user_agent",
     "response_bytes",
-    "exception",
-    "query",
+    *_ACCESS_LATE,
 )
 _MISSING = object()
+_INF = float("inf")
 #: Fields the formatter may add after the caller's: a caller's field of the same name is
 #: renamed all the same, so that it never passes for one of them.
 _LATE_FIELDS = frozenset({"exc_type", "exc_message", "stack", "log_error"})
@@ -98,6 +100,8 @@ def _clip(value: Optional[str], limit: int = _MAX_HEADER_CHARS) -> Optional[str]
 
 
 _last_second = (-1, "")
+#: The ends of timestamps, by millisecond: a look-up costs half of formatting one.
+_MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))
 
 
 def _rfc3339(created: float) -> str:
@@ -108,7 +112,7 @@ def _rfc3339(created: float) -> str:
     if second != cached_second:
         text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         _last_second = (second, text)
-    return f"{text}.{int((created - second) * 1000):03d}Z"
+    return text + _MILLIS[int((created - second) * 1000)]
 
 
 class Redactor:
@@ -155,6 +159,13 @@ class Redactor:
 
 
 _encoder = JsonEncoder()
+#: The encoder's own function for strings (its ensure_ascii is the default, True). Given
+#: anything but a str, None included, it raises TypeError.
+_encode_str: Callable[[Any], str] = (
+    json_encoder.encode_basestring_ascii
+    if _encoder.ensure_ascii
+    else json_encoder.encode_basestring
+)
 
 
 def _serialize(data: Any, **options: Any) -> str:
@@ -177,9 +188,7 @@ def _flat_encoder() -> Callable[[dict[str, Any]], str]:
     encode = make(
         None,
         _encoder.default,
-        json_encoder.encode_basestring_ascii
-        if _encoder.ensure_ascii
-        else json_encoder.encode_basestring,
+        _encode_str,
         None,
         _encoder.key_separator,
         _encoder.item_separator,
@@ -217,6 +226,10 @@ class JsonLogFormatter(JsonFormatter):
         )
         self.service = service
         self.redactor = Redactor(redact)
+        self._access_heads: dict[tuple[str, str, str], str] = {}
+        # A subclass that writes the access line its own way (the console's) gets the
+        # line's fields as a dict, as from a record; only this class's line is hand-written.
+        self._hand_written = type(self).serialize_access is JsonLogFormatter.serialize_access
 
     def format(self, record: logging.LogRecord) -> str:
         try:
@@ -241,15 +254,104 @@ class JsonLogFormatter(JsonFormatter):
         return self.prefix + _encode_flat(data)
 
     def access_line(
-        self, level: int, logger: str, observation: Observation, fields: Mapping[str, Any]
+        self,
+        level: int,
+        logger: str,
+        observation: Observation,
+        fields: Mapping[str, Any],
+        created: Optional[float] = None,
     ) -> str:
-        """The access line of *observation*, written now at *level* by *logger*, with the
-        access *fields*: the same line as an access record gives, without the record."""
+        """The access line of *observation*, written at *level* by *logger*, with the access
+        *fields* (those of :data:`_ACCESS_FIELDS`, in that order) and the time *created*
+        (now by default): the same line as an access record gives, without the record.
+
+        Written by hand rather than through a dict and the encoder, which cost twice as
+        much: the part naming the level, logger and service is made once for them, strings
+        go through the encoder's own function for strings, and the numbers are checked to
+        be ints and a finite float, which the encoder writes as their ``repr``. The tests
+        prove the line equal to the encoder's, character for character. A value of another
+        type raises :exc:`TypeError`; the caller then makes the record. A subclass that
+        overrides :meth:`serialize_access` gets the line from it.
+        """
+        if not self._hand_written:
+            return self.serialize_access(
+                self._access_data(level, logger, observation, fields, created)
+            )
+        if not observation.endpoint:
+            observation.ensure_routed()
+        key = (logging.getLevelName(level), logger, observation.service)
+        head = self._access_heads.get(key)
+        if head is None:
+            head = self._access_head(*key)
+        status = fields["status"]
+        duration_ms = fields["duration_ms"]
+        size = fields["response_bytes"]
+        if (
+            type(status) is not int
+            or type(size) is not int
+            or type(duration_ms) is not float
+            or not -_INF < duration_ms < _INF  # NaN too: json would write NaN, not JSON
+        ):
+            raise TypeError(f"access fields of unexpected types: {fields!r}")
+        # Strings that are never None here go to the encoder's function straight: should one
+        # be, it raises TypeError, and the record writes it.
+        trace_id = observation.trace_id
+        traced = (
+            ""
+            if trace_id is None
+            else f', "trace_id": {_encode_str(trace_id)}, "span_id": '
+            f"{_encode_str(observation.span_id)}"
+        )
+        route = observation.route
+        client_addr = fields["client_addr"]
+        user_agent = fields["user_agent"]
+        stamp = _rfc3339(time.time() if created is None else created)
+        line = (
+            f'{self.prefix}{{"timestamp": "{stamp}{head}{_encode_str(observation.request_id)}'
+            f"{traced}"
+            f', "method": {_encode_str(_clip(observation.environ.get("REQUEST_METHOD"), 32))}'
+            f', "route": {"null" if route is None else _encode_str(route)}'
+            f', "path": {_encode_str(_clip(observation.path))}, "status": {status}'
+            f', "duration_ms": {duration_ms!r}'
+            f', "client_addr": {"null" if client_addr is None else _encode_str(client_addr)}'
+            f', "user_agent": {"null" if user_agent is None else _encode_str(user_agent)}'
+            f', "response_bytes": {size}'
+        )
+        for name in _ACCESS_LATE:
+            if name in fields:
+                line += f', "{name}": {_encode_str(fields[name])}'
+        return line + "}"
+
+    def _access_head(self, level: str, logger: str, service: str) -> str:
+        """What follows the timestamp in an access line, up to the request ID's value."""
+        head = (
+            f'", "level": {_encode_str(level.lower())}, "logger": {_encode_str(logger)}'
+            f', "event": "request", "service": {_encode_str(service)}, "request_id": '
+        )
+        if len(self._access_heads) < 64:  # levels x loggers x services: a few
+            self._access_heads[level, logger, service] = head
+        return head
+
+    def _access_data(
+        self,
+        level: int,
+        logger: str,
+        observation: Observation,
+        fields: Mapping[str, Any],
+        created: Optional[float],
+    ) -> dict[str, Any]:
+        """The fields of :meth:`access_line`'s line, in a dict."""
         data = self._common(
-            time.time(), logging.getLevelName(level), logger, "request", observation, None, None
+            time.time() if created is None else created,
+            logging.getLevelName(level),
+            logger,
+            "request",
+            observation,
+            None,
+            None,
         )
         data.update(fields)
-        return self.serialize_access(data)
+        return data
 
     def _access_fields(self, record: logging.LogRecord) -> dict[str, Any]:
         """The access line: the common fields, then the access fields the record has. No
@@ -517,7 +619,8 @@ class LogSink:
         given = None if self._header_key is None else observation.environ.get(self._header_key)
         if given is None or not _REQUEST_ID.fullmatch(given):
             # Unique, not secret: Python reseeds random in a forked child, so workers differ.
-            given = f"{random.getrandbits(128):032x}"
+            # The bytes' hex is the 32 digits of f"{bits:032x}", in less than half the time.
+            given = random.getrandbits(128).to_bytes(16, "big").hex()
         observation.request_id = given
         if self._header is not None:
             observation.add_response_header(self._header, given)
@@ -547,7 +650,9 @@ class LogSink:
         environ = observation.environ
         fields = {
             "status": status,
-            "duration_ms": round(observation.duration * 1000, 3),
+            # Microseconds rounded to an integer, then divided: the same three decimals as
+            # round(ms, 3) but within a rounding error of a tie, in a third of the time.
+            "duration_ms": round(observation.duration * 1e6) / 1000,
             "client_addr": _clip(environ.get("REMOTE_ADDR"), 64),
             "user_agent": _clip(environ.get("HTTP_USER_AGENT")),
             "response_bytes": observation.response_size or 0,

@@ -387,10 +387,13 @@ class RequestPipeline:
             self._on_sink_error(name)
         if name not in self._logged:
             self._logged.add(name)
-            _log.error(
-                "flask-observe sink %r failed; the request goes on. Later failures of this "
-                "sink are only counted in flask_observe_errors_total{sink=%r}.",
-                name,
-                name,
-                exc_info=True,
-            )
+            # Nor may the report itself fail the request: the logs sink fails when stderr
+            # does, and this line goes there too.
+            with contextlib.suppress(Exception):
+                _log.error(
+                    "flask-observe sink %r failed; the request goes on. Later failures of "
+                    "this sink are only counted in flask_observe_errors_total{sink=%r}.",
+                    name,
+                    name,
+                    exc_info=True,
+                )

@@ -263,3 +263,32 @@ def log_lines(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
 
 def access_lines(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [line for line in lines if line["logger"] == "flask_observe.access"]
+
+
+@contextlib.contextmanager
+def without_root_handlers() -> Iterator[None]:
+    """No handler on the root logger for a while, as in an app that configures none.
+
+    pytest's logging plugin puts its own handlers on the root for each phase of a test, so
+    that every access record would reach them: flask-observe's handler is then never the only
+    one, and the access line is never written without a record. Inside this block it is.
+    """
+    root = logging.getLogger()
+    saved = list(root.handlers)
+    root.handlers[:] = []
+    try:
+        yield
+    finally:
+        root.handlers[:] = saved
+
+
+class KeptRecords(logging.Handler):
+    """A handler of the user's own, keeping the records it gets. Where it is, the access
+    record is made, as it is for any handler but flask-observe's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)

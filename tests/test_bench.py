@@ -21,7 +21,9 @@ from prometheus_client import CollectorRegistry
 from flask_observe import Observe
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-import encoding  # bench/ is no package: its directory is on the path above
+# bench/ is no package: its directory is on the path above.
+import access_line
+import encoding
 import overhead
 
 
@@ -90,3 +92,11 @@ def test_the_encoding_floor_encodes_request_spans_with_both_encoders() -> None:
 
     assert set(floor) == {"sdk", "flask_observe", "bytes", "gzip_bytes"}
     assert all(value > 0 for value in floor.values())
+
+
+def test_the_floor_line_has_the_fields_and_values_of_the_access_line() -> None:
+    """bench/access_line.py's floor writes what flask-observe's access line writes: the same
+    keys in the same order, the same values but for the time, the logger, the duration and
+    the request ID; and only the app with the access line writes one."""
+    apps = {kind: access_line.one_route_app(kind) for kind in access_line.KINDS}
+    access_line.check_lines(apps)

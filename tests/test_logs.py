@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextvars
 import http.client
+import io
 import json
 import logging
 import os
 import re
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -20,8 +22,9 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from flask_observe import Observe, get_logger
+from flask_observe.logs import _sole_handler
 
-from .conftest import access_lines, log_lines, serving
+from .conftest import KeptRecords, access_lines, log_lines, serving, without_root_handlers
 
 RFC3339_MS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 MADE_ID = re.compile(r"[0-9a-f]{32}")
@@ -446,17 +449,6 @@ def test_a_huge_user_agent_is_clipped(app: Flask, capsys: pytest.CaptureFixture[
     assert line["user_agent"] == "u" * 1024 + "...[truncated]"
 
 
-class _Keep(logging.Handler):
-    """A handler of the user's own, keeping the records it gets."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 def test_the_access_line_is_the_same_when_other_handlers_see_the_record(
     registry: CollectorRegistry, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -467,10 +459,12 @@ def test_the_access_line_is_the_same_when_other_handlers_see_the_record(
     headers = {"User-Agent": "probe/1.0"}
     varying = {"timestamp", "duration_ms", "request_id", "trace_id", "span_id"}
 
-    client.get("/orders/1", headers=headers)
-    (alone,) = access_lines(log_lines(capsys))
-    kept = _Keep()
     access = logging.getLogger("flask_observe.access")
+    with without_root_handlers():
+        assert _sole_handler(access, logging.INFO) is not None
+        client.get("/orders/1", headers=headers)
+    (alone,) = access_lines(log_lines(capsys))
+    kept = KeptRecords()
     for where in (access, logging.getLogger()):  # on the logger itself, and up at the root
         where.addHandler(kept)
         try:
@@ -497,14 +491,6 @@ def test_a_filter_or_record_factory_of_the_users_still_applies_to_the_access_lin
     def not_probes(record: logging.LogRecord) -> bool:
         return record.__dict__.get("user_agent") != "probe/1.0"
 
-    access.addFilter(not_probes)
-    try:
-        client.get("/orders/1", headers={"User-Agent": "probe/1.0"})
-        client.get("/orders/2", headers={"User-Agent": "browser"})
-    finally:
-        access.removeFilter(not_probes)
-    assert [line["user_agent"] for line in access_lines(log_lines(capsys))] == ["browser"]
-
     made = logging.getLogRecordFactory()
     stamped: list[str] = []
 
@@ -513,11 +499,22 @@ def test_a_filter_or_record_factory_of_the_users_still_applies_to_the_access_lin
         stamped.append(record.name)
         return record
 
-    logging.setLogRecordFactory(factory)
-    try:
-        client.get("/orders/1")
-    finally:
-        logging.setLogRecordFactory(made)
+    # Without them, the line would be written without a record.
+    with without_root_handlers():
+        assert _sole_handler(access, logging.INFO) is not None
+        access.addFilter(not_probes)
+        try:
+            client.get("/orders/1", headers={"User-Agent": "probe/1.0"})
+            client.get("/orders/2", headers={"User-Agent": "browser"})
+        finally:
+            access.removeFilter(not_probes)
+        assert [line["user_agent"] for line in access_lines(log_lines(capsys))] == ["browser"]
+
+        logging.setLogRecordFactory(factory)
+        try:
+            client.get("/orders/1")
+        finally:
+            logging.setLogRecordFactory(made)
     assert "flask_observe.access" in stamped
     assert len(access_lines(log_lines(capsys))) == 1
 
@@ -725,3 +722,19 @@ def test_a_later_root_setup_takes_the_handler_off_the_app_logger(
     assert not any(isinstance(h, ObserveHandler) for h in logging.getLogger("shop").handlers)
     log.info("once")
     assert len(capsys.readouterr().err.splitlines()) == 1
+
+
+def test_a_log_sink_that_cannot_write_is_counted_and_the_request_goes_on(
+    registry: CollectorRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Even the report of the failure cannot be written: the request is answered all the
+    same, and flask_observe_errors_total{sink="logs"} counts each failure."""
+    closed = io.StringIO()
+    closed.close()
+    client = _app(registry).test_client()
+    monkeypatch.setattr(sys, "stderr", closed)
+    # A path of no route: the views here log too, and their lines would fail them.
+    responses = [client.get("/nope") for _ in range(3)]
+    monkeypatch.undo()
+    assert [r.status_code for r in responses] == [404] * 3
+    assert registry.get_sample_value("flask_observe_errors_total", {"sink": "logs"}) == 3.0
