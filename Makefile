@@ -68,7 +68,6 @@ docs: $(VENV)/.installed-test
 bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/signals.py
-	$(BIN)/python bench/encoding.py
 
 # Needs wrk (Debian package wrk) on the PATH.
 bench-server: $(VENV)/.installed-bench

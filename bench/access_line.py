@@ -62,23 +62,15 @@ from flask_observe import Observe
 from flask_observe.logs import ACCESS_LOGGER, LogSink
 from flask_observe.observation import Observation
 
-#: The floor's fields after the four every record gives, in the access line's order.
-FLOOR_FIELDS = (
-    "service",
-    "request_id",
-    "trace_id",
-    "span_id",
-    "method",
-    "route",
-    "path",
-    "status",
-    "duration_ms",
-    "client_addr",
-    "user_agent",
-    "response_bytes",
+# bench/ is no package: this script's directory is on sys.path when it runs.
+from floors import (  # isort: skip
+    FLOOR_REQUEST_ID,
+    add_floor_line,
+    floor_fields,
+    floor_logger,
+    floor_timestamp,
 )
-#: The floor's request ID: a constant of the length of a made one.
-FLOOR_REQUEST_ID = "5bc702c5434994cd7cce7e418f609c03"
+
 #: IDs of a traced request, for the lines alone.
 TRACE_ID, SPAN_ID = "1416899fad5c3e01a5a9c1e6f21132d2", "523da49b8f12580a"
 #: What the callers send; a User-Agent of the length of a browser's.
@@ -94,82 +86,6 @@ LABELS = {
     "floor": "metrics + the floor line",
 }
 KINDS = tuple(LABELS)
-
-
-def floor_timestamp(record: logging.LogRecord) -> str:
-    """RFC 3339 in UTC to the millisecond, as a plain handler would write it."""
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-    return f"{stamp}.{int(record.msecs):03d}Z"
-
-
-class FloorHandler(logging.Handler):
-    """The floor's handler: the line's object, ``json.dumps``, one write."""
-
-    def __init__(self, stream: Any) -> None:
-        super().__init__()
-        self.stream = stream
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            fields = {
-                "timestamp": floor_timestamp(record),
-                "level": record.levelname.lower(),
-                "logger": record.name,
-                "event": record.getMessage(),
-            }
-            given = record.__dict__
-            for name in FLOOR_FIELDS:
-                if name in given:
-                    fields[name] = given[name]
-            self.stream.write(json.dumps(fields) + "\n")
-        except Exception:
-            self.handleError(record)
-
-
-def floor_logger(stream: Any = DEVNULL) -> logging.Logger:
-    """The floor's logger, writing to *stream* (``os.devnull``, line-buffered)."""
-    logger = logging.getLogger("bench.floor")
-    logger.handlers[:] = [FloorHandler(stream)]
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    return logger
-
-
-def floor_fields(observation: Observation) -> dict[str, Any]:
-    """The floor line's fields for *observation*, taken as flask-observe takes them."""
-    environ = observation.environ
-    fields: dict[str, Any] = {"service": observation.service, "request_id": FLOOR_REQUEST_ID}
-    if observation.trace_id is not None:
-        fields["trace_id"] = observation.trace_id
-        fields["span_id"] = observation.span_id
-    fields["method"] = environ.get("REQUEST_METHOD")
-    fields["route"] = observation.route
-    fields["path"] = observation.path
-    fields["status"] = observation.status
-    fields["duration_ms"] = round(observation.duration * 1000, 3)
-    fields["client_addr"] = environ.get("REMOTE_ADDR")
-    fields["user_agent"] = environ.get("HTTP_USER_AGENT")
-    fields["response_bytes"] = observation.response_size
-    return fields
-
-
-class FloorSink:
-    """Writes the floor line when a request finishes: a sink of flask-observe's pipeline."""
-
-    name = "floor"
-    start = None
-
-    def __init__(self, logger: logging.Logger) -> None:
-        self.logger = logger
-
-    def finish(self, observation: Observation) -> None:
-        self.logger.info("request", extra=floor_fields(observation))
-
-
-def add_floor_line(app: Flask, logger: Optional[logging.Logger] = None) -> None:
-    """Write the floor line for every request *app*'s ``Observe`` observes."""
-    sink = FloorSink(logger or floor_logger())
-    app.extensions["observe"].pipeline.add_sink(sink)
 
 
 def one_route_app(kind: str) -> Flask:

@@ -8,8 +8,12 @@
   three histograms and the in-progress gauge, labelled children looked up once), as a
   hand-written middleware would make them.
 
-The encoding floor is in ``bench/encoding.py`` and the access line's in
-``bench/access_line.py``; ``bench/overhead.py`` prints them all in one run. Run alone
+- the access line: a plain ``logging.Handler`` that writes ``json.dumps`` of the line's
+  fields, for one ``logger.info`` per request (the floor line, added to an app's pipeline
+  by :func:`add_floor_line`; ``bench/access_line.py`` times it and its parts).
+
+The encoding floor is in ``bench/encoding.py``; ``bench/overhead.py`` prints them all in one
+run. Run alone
 (``python bench/floors.py``), this prints its own.
 """
 
@@ -17,11 +21,15 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
+import logging
+import os
 import statistics
 import time
 from collections.abc import Sequence
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
+from flask import Flask
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
@@ -29,6 +37,7 @@ from opentelemetry.trace import SpanKind
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from flask_observe.export.span import LeanTracer
+from flask_observe.observation import Observation
 
 
 class _Dropping(SpanExporter):
@@ -102,6 +111,106 @@ def metrics_call() -> Callable[[], None]:
         flying.dec()
 
     return record
+
+
+# -- the access line's floor: json.dumps through a plain logging.Handler --
+
+#: Where the floor line goes: line-buffered, as sys.stderr is.
+DEVNULL = open(os.devnull, "w", buffering=1)  # noqa: SIM115 - open for the life of the process
+
+#: The floor's fields after the four every record gives, in the access line's order.
+FLOOR_FIELDS = (
+    "service",
+    "request_id",
+    "trace_id",
+    "span_id",
+    "method",
+    "route",
+    "path",
+    "status",
+    "duration_ms",
+    "client_addr",
+    "user_agent",
+    "response_bytes",
+)
+#: The floor's request ID: a constant of the length of a made one.
+FLOOR_REQUEST_ID = "5bc702c5434994cd7cce7e418f609c03"
+
+
+def floor_timestamp(record: logging.LogRecord) -> str:
+    """RFC 3339 in UTC to the millisecond, as a plain handler would write it."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+    return f"{stamp}.{int(record.msecs):03d}Z"
+
+
+class FloorHandler(logging.Handler):
+    """The floor's handler: the line's object, ``json.dumps``, one write."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__()
+        self.stream = stream
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            fields = {
+                "timestamp": floor_timestamp(record),
+                "level": record.levelname.lower(),
+                "logger": record.name,
+                "event": record.getMessage(),
+            }
+            given = record.__dict__
+            for name in FLOOR_FIELDS:
+                if name in given:
+                    fields[name] = given[name]
+            self.stream.write(json.dumps(fields) + "\n")
+        except Exception:
+            self.handleError(record)
+
+
+def floor_logger(stream: Any = DEVNULL) -> logging.Logger:
+    """The floor's logger, writing to *stream* (``os.devnull``, line-buffered)."""
+    logger = logging.getLogger("bench.floor")
+    logger.handlers[:] = [FloorHandler(stream)]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    return logger
+
+
+def floor_fields(observation: Observation) -> dict[str, Any]:
+    """The floor line's fields for *observation*, taken as flask-observe takes them."""
+    environ = observation.environ
+    fields: dict[str, Any] = {"service": observation.service, "request_id": FLOOR_REQUEST_ID}
+    if observation.trace_id is not None:
+        fields["trace_id"] = observation.trace_id
+        fields["span_id"] = observation.span_id
+    fields["method"] = environ.get("REQUEST_METHOD")
+    fields["route"] = observation.route
+    fields["path"] = observation.path
+    fields["status"] = observation.status
+    fields["duration_ms"] = round(observation.duration * 1000, 3)
+    fields["client_addr"] = environ.get("REMOTE_ADDR")
+    fields["user_agent"] = environ.get("HTTP_USER_AGENT")
+    fields["response_bytes"] = observation.response_size
+    return fields
+
+
+class FloorSink:
+    """Writes the floor line when a request finishes: a sink of flask-observe's pipeline."""
+
+    name = "floor"
+    start = None
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self.logger = logger
+
+    def finish(self, observation: Observation) -> None:
+        self.logger.info("request", extra=floor_fields(observation))
+
+
+def add_floor_line(app: Flask, logger: Optional[logging.Logger] = None) -> None:
+    """Write the floor line for every request *app*'s ``Observe`` observes."""
+    sink = FloorSink(logger or floor_logger())
+    app.extensions["observe"].pipeline.add_sink(sink)
 
 
 def per_call_us(call: Callable[[], Any], count: int, rounds: int) -> float:
