@@ -20,7 +20,10 @@ app are built:
 - the peer stack: prometheus-flask-exporter, ``FlaskInstrumentor`` and the hand-written
   access log together on one app;
 - ``Observe`` recording metrics only, with the floor line under any JSON access line
-  written for each request (``bench/floors.py``): what the access line is measured against.
+  written for each request (``bench/floors.py``): what the access line is measured against;
+- bare Flask with prometheus_client's own calls for one request's metrics made by a few
+  lines of WSGI middleware (``bench/floors.py``): the floor under the metrics, in memory or,
+  under ``bench/server.py``, in prometheus_client's multiprocess files.
 
 Each has its own registry. Every app that traces exports its spans over OTLP/HTTP, as in
 production, to a stand-in for an OpenTelemetry Collector in another process, on the other
@@ -32,7 +35,9 @@ through an SDK ``TracerProvider`` with the SDK's ``BatchSpanProcessor`` and
 as it is (``OTEL_SEMCONV_STABILITY_OPT_IN`` included): each package runs as its users get it.
 Every log line goes to ``os.devnull``, written and flushed line by line as on a real stderr.
 Each app is called through its WSGI callable, with no server or socket, in interleaved rounds
-(the order shuffled every round) with the garbage collector paused inside a timed batch.
+(the order shuffled every round) with the garbage collector paused inside a timed batch; a
+tracing kind's batch ends when its provider has exported every span of it (``force_flush``),
+so each kind pays for the export of its own spans, and no other kind for them.
 Overheads are paired: each round's cost minus the same round's bare cost, so a slow moment
 of a shared machine shifts both sides. Medians over the rounds are printed.
 
@@ -100,6 +105,7 @@ LABELS: dict[Kind, str] = {
     "sdk-span": "an SDK span alone",
     "peer": "peer stack",
     "floor-line": "metrics + a json.dumps line",
+    "metrics-floor": "prometheus_client's calls alone",
 }
 KINDS: tuple[Kind, ...] = tuple(LABELS)
 #: The kinds that write flask-observe's access line.
@@ -231,6 +237,17 @@ def instrument(app: Flask, kind: Kind) -> Optional[Tracing]:
     elif kind == "sdk-span":
         tracing = sdk_tracing(kind)
         sdk_span_alone(app, tracing.provider)
+    elif kind == "metrics-floor":
+        record = floors.metrics_call()
+        inner = app.wsgi_app
+
+        def recorded(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+            try:
+                return inner(environ, start_response)
+            finally:
+                record()
+
+        app.wsgi_app = recorded  # type: ignore[method-assign]
     elif kind == "floor-line":
         app.config.update(**LOGS_OFF, **TRACING_NEVER)
         Observe(app, registry=CollectorRegistry())
@@ -441,14 +458,19 @@ def check_once(kind: Kind, call: Callable[[], bytes], tracing: Optional[Tracing]
         raise SystemExit(f"{kind}: the request's span did not reach the collector")
 
 
-def timed_batch(call: Callable[[], Any], count: int) -> float:
-    """Microseconds per call over *count* calls, with the garbage collector paused."""
+def timed_batch(
+    call: Callable[[], Any], count: int, finish: Optional[Callable[[], Any]] = None
+) -> float:
+    """Microseconds per call over *count* calls, then *finish* (once), with the garbage
+    collector paused."""
     gc.collect()
     gc.disable()
     try:
         start = time.perf_counter()
         for _ in range(count):
             call()
+        if finish is not None:
+            finish()
         return (time.perf_counter() - start) / count * 1e6
     finally:
         gc.enable()
@@ -462,12 +484,16 @@ TRACINGS: dict[Kind, Tracing] = {}
 def request_overhead(rounds: int, batch: int, seed: int) -> dict[Kind, tuple[float, float]]:
     """Per kind: the median microseconds per request, and the median paired overhead."""
     calls = {}
+    #: The spans a batch of requests made are exported before its time is taken, so that
+    #: each kind pays for its own, never the next kind for the spans left in a queue.
+    flushes: dict[Kind, Optional[Callable[[], Any]]] = {}
     for kind in KINDS:
         app, tracing = one_route_app(kind)
         calls[kind] = call = caller(app, "GET", "/orders/42")
+        flushes[kind] = tracing.provider.force_flush if tracing is not None else None
         check_once(kind, call, tracing)
         warm_up = max(batch // 4, 50)
-        timed_batch(call, warm_up)
+        timed_batch(call, warm_up, flushes[kind])
         SENT[kind] = 1 + warm_up + rounds * batch
         if tracing is not None and kind != "observe-sampled":  # it traces only a tenth
             TRACINGS[kind] = tracing
@@ -479,7 +505,7 @@ def request_overhead(rounds: int, batch: int, seed: int) -> dict[Kind, tuple[flo
     for _ in range(rounds):
         shuffle(order)
         for kind in order:
-            per_round[kind].append(timed_batch(calls[kind], batch))
+            per_round[kind].append(timed_batch(calls[kind], batch, flushes[kind]))
     bare = per_round["bare"]
     return {
         kind: (
