@@ -243,9 +243,23 @@ def _header_name(key: str, value: Any) -> Optional[str]:
 _NOT_ROOT = "'/' would leave no request measured"
 
 
+#: What a fixed path may hold: printable ASCII but for spaces, and for ``<``/``>`` (a Flask
+#: converter, which would make every request to it fail for a missing argument), ``?`` and
+#: ``#`` (never part of a path).
+_FIXED_PATH = re.compile(r"/[!-~]*")
+_NOT_IN_PATHS = frozenset("<>?#")
+
+
 def _path(key: str, value: Any) -> str:
     allowed = "a URL path below '/', such as '/metrics'"
     if isinstance(value, str) and value.startswith("/"):
+        if not _FIXED_PATH.fullmatch(value) or not _NOT_IN_PATHS.isdisjoint(value):
+            raise ConfigError(
+                key,
+                value,
+                f"{allowed}: a fixed path, printable ASCII without spaces, '<', '>' (a "
+                "converter), '?' or '#'",
+            )
         path = value.rstrip("/")
         if path:
             return path
@@ -253,8 +267,26 @@ def _path(key: str, value: Any) -> str:
     raise ConfigError(key, value, allowed)
 
 
+def _token(key: str, value: Any) -> Optional[str]:
+    """A secret compared byte for byte with what clients send: none of it may be whitespace
+    around it, which is how a secret read from a file usually ends (a newline)."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value and value == value.strip():
+        return value
+    hint = ""
+    if isinstance(value, str) and value.strip():
+        hint = ": strip it (a secret read from a file often ends in a newline)"
+    raise ConfigError(key, value, f"a non-empty string without whitespace around it, or None{hint}")
+
+
 def _optional_path(key: str, value: Any) -> Optional[str]:
     return None if value is None else _path(key, value)
+
+
+def health_paths(health_path: str) -> tuple[str, str, str]:
+    """The paths the health endpoints answer at, from ``OBSERVE_HEALTH_PATH``."""
+    return health_path, health_path + "/live", health_path + "/ready"
 
 
 def _positive_number(key: str, value: Any) -> float:
@@ -432,7 +464,7 @@ _KEYS: Mapping[str, _Key] = {
     "OBSERVE_TRACE_URL_TEMPLATE": _Key(None, _trace_url_template),
     "OBSERVE_RULES_SELECTOR": _Key(None, _selector),
     "OBSERVE_EXCLUDE_PATHS": _Key(None, _path_list),
-    "OBSERVE_METRICS_BEARER_TOKEN": _Key(None, _optional_str),
+    "OBSERVE_METRICS_BEARER_TOKEN": _Key(None, _token),
     "OBSERVE_METRICS_ALLOW_NETWORKS": _Key(None, _networks),
     "OBSERVE_LOG_JSON": _Key(True, _bool),
     "OBSERVE_LOG_FORMAT": _Key("json", _choice("json", "console")),
@@ -456,7 +488,7 @@ _KEYS: Mapping[str, _Key] = {
     "OBSERVE_HEALTH_TIMEOUT": _Key(2.0, _positive_number),
     "OBSERVE_HEALTH_CACHE_SECONDS": _Key(1.0, _seconds),
     "OBSERVE_HEALTH_DETAILS": _Key(None, _optional_choice("always", "never", "token")),
-    "OBSERVE_HEALTH_TOKEN": _Key(None, _optional_str),
+    "OBSERVE_HEALTH_TOKEN": _Key(None, _token),
     "OBSERVE_HEALTH_STARTUP_GRACE": _Key(0.0, _seconds),
     "OBSERVE_HEALTH_MAX_WORKERS": _Key(8, _count),
     "OBSERVE_SIGNALS_ENABLED": _Key(True, _bool),
@@ -501,6 +533,13 @@ def load_settings(
 
     metrics_path = get("OBSERVE_METRICS_PATH")
     health_path = get("OBSERVE_HEALTH_PATH")
+    if metrics_path is not None and metrics_path in health_paths(health_path):
+        raise ConfigError(
+            "OBSERVE_METRICS_PATH",
+            metrics_path,
+            f"a path none of the health endpoints has ({', '.join(health_paths(health_path))}"
+            ", from OBSERVE_HEALTH_PATH): one of the two would never be answered",
+        )
     latency = get("OBSERVE_ALERT_LATENCY_SECONDS")
     buckets = get("OBSERVE_BUCKETS")
     if buckets is None:

@@ -11,7 +11,7 @@ from opentelemetry.trace import Tracer, TracerProvider
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from .cli import observe_cli
-from .config import Settings, load_settings, set_defaults
+from .config import ConfigError, Settings, load_settings, set_defaults
 from .exposition import metrics_blueprint
 from .functions import FunctionMetrics
 from .health import HealthChecks, HealthMetrics, HealthMonitor, health_blueprint, make_check
@@ -19,6 +19,7 @@ from .logs import LogSink, install_logging
 from .metrics import HttpMetrics, HttpRecorder
 from .multiprocess import MultiprocessRecorder, multiprocess_dir, registry_for_families
 from .observation import Sink
+from .paths import route_collisions
 from .pipeline import RequestPipeline
 from .saturation import (
     ProcessFiguresSink,
@@ -228,6 +229,13 @@ class Observe:
             health_metrics = HealthMetrics.for_registry(families)
             health = HealthMonitor(settings, self._health_checks, health_metrics)
             app.register_blueprint(health_blueprint(settings.health_path))
+        for key, path, endpoint in route_collisions(app, settings):
+            raise ConfigError(
+                key,
+                path,
+                f"a path no route of the app has: the view {endpoint!r} answers at {path} "
+                "too, and Flask gives each method to only one of them",
+            )
         app.cli.add_command(observe_cli)
         app.extensions["observe"] = _State(
             settings,
