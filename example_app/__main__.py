@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import os
 import sys
 from typing import Optional
 
@@ -56,15 +57,26 @@ def banner(
     if loopback is not None:
         lines += [
             "Send it traffic from another terminal:",
-            f"  python -m example_app.load --url http://{_url_host(loopback)}:{port}",
+            f"  {_python()} -m example_app.load --url http://{_url_host(loopback)}:{port}",
         ]
     else:
         lines.append(
-            "python -m example_app.load only sends traffic to this machine's loopback "
+            f"{_python()} -m example_app.load only sends traffic to this machine's loopback "
             "addresses; serve on 127.0.0.1 to use it."
         )
     lines.append("Press Ctrl+C to stop.")
     return "\n".join(lines)
+
+
+def _python() -> str:
+    """The interpreter serving the example, as another terminal can run it: ``make demo``'s
+    is ``.venv/bin/python``, and a fresh Debian has no ``python`` on the PATH."""
+    executable = sys.executable or "python3"
+    try:
+        relative = os.path.relpath(executable)
+    except ValueError:  # another drive, on Windows
+        return executable
+    return relative if not relative.startswith("..") else executable
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -342,8 +342,9 @@ class HttpMetrics:
             )
         return metrics
 
-    def spans_dropped_by(self, reason: str, count: int) -> None:
-        """Count *count* spans lost for *reason*; warn the first time for each reason."""
+    def spans_dropped_by(self, reason: str, count: int, check: Optional[str] = None) -> None:
+        """Count *count* spans lost for *reason*; warn the first time for each reason, with
+        *check*, what to look at (the exporter's destination), if given."""
         self.spans_dropped.labels(reason).inc(count)
         if reason not in self._warned:
             self._warned.add(reason)
@@ -352,9 +353,9 @@ class HttpMetrics:
                 "flask_observe_spans_dropped_total{reason=%r}. %s",
                 reason,
                 reason,
-                "A larger OBSERVE_TRACING_QUEUE_SIZE, or a faster collector, keeps them."
+                "A larger OBSERVE_TRACING_QUEUE_SIZE, or a faster exporter, keeps them."
                 if reason == "queue_full"
-                else "Check that the collector at the OTLP endpoint is up.",
+                else check or "Check where the exporter sends them.",
             )
 
     def set_info(self, service: str) -> None:
