@@ -12,6 +12,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 
 from .cli import observe_cli
 from .config import ConfigError, Settings, load_settings, set_defaults
+from .export.span import LeanTracer
 from .exposition import metrics_blueprint
 from .functions import FunctionMetrics
 from .health import HealthChecks, HealthMetrics, HealthMonitor, health_blueprint, make_check
@@ -45,6 +46,7 @@ class _State:
     """What one app needs at run time, in ``app.extensions["observe"]``."""
 
     __slots__ = (
+        "console",
         "function_metrics",
         "health",
         "http_metrics",
@@ -94,6 +96,8 @@ class _State:
         #: The registry's saturation families; in multiprocess mode, ``/metrics`` has them
         #: write what a scrape reads to the files first.
         self.saturation_metrics = saturation_metrics
+        #: The console (:mod:`flask_observe.console`); ``None`` when it is off.
+        self.console: Any = None
 
 
 class Observe:
@@ -251,6 +255,17 @@ class Observe:
             self._saturation,
             saturation_metrics,
         )
+        if settings.console_enabled:
+            from .console.install import install_console  # only for an app that has it
+
+            app.extensions["observe"].console = install_console(
+                app,
+                settings,
+                provider=provider,
+                own_provider=isinstance(tracer, LeanTracer)
+                or (self._tracer_provider is not None and provider is self._tracer_provider),
+                multiprocess=files is not None,
+            )
         if settings.track_sqlalchemy:
             track_flask_sqlalchemy(app, saturation)
 

@@ -1,0 +1,113 @@
+"""The log handler: the lines flask-observe writes, with their request and trace IDs and
+their redaction, kept in a ring within its bound."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from flask import current_app
+
+from flask_observe import get_logger
+from flask_observe.console.buffers import Ring
+from flask_observe.console.loglines import (
+    MAX_LINE_CHARS,
+    ConsoleLogHandler,
+    attach_log_handler,
+    parse_lines,
+)
+
+from .conftest import ConsoleApp, trace_id_of
+
+
+def _lines(app: object) -> list[dict[str, object]]:
+    return parse_lines(app.extensions["observe"].console.logs.items())  # type: ignore[attr-defined]
+
+
+def test_lines_carry_the_request_and_trace_ids(console_app: ConsoleApp) -> None:
+    app = console_app()
+
+    @app.get("/pay")
+    def pay() -> str:
+        get_logger("shop").info("paid", order_id=7, card_token="4111")
+        return "ok"
+
+    response = app.test_client().get("/pay")
+    lines = _lines(app)
+    paid = next(line for line in lines if line["event"] == "paid")
+    access = next(line for line in lines if line["logger"] == "flask_observe.access")
+    assert paid["trace_id"] == access["trace_id"] == trace_id_of(response)
+    assert paid["request_id"] == access["request_id"] == response.headers["X-Request-ID"]
+    assert paid["order_id"] == 7
+    assert paid["card_token"] == "[REDACTED]"
+
+
+def test_the_patterns_of_observe_log_redact_hold(console_app: ConsoleApp) -> None:
+    app = console_app(OBSERVE_LOG_REDACT=["order_id"])
+
+    @app.get("/pay")
+    def pay() -> str:
+        current_app.logger.info("paid", extra={"order_id": 7})
+        return "ok"
+
+    app.test_client().get("/pay")
+    (paid,) = [line for line in _lines(app) if line["event"] == "paid"]
+    assert paid["order_id"] == "[REDACTED]"
+
+
+def test_the_ring_bounds_the_lines_kept(console_app: ConsoleApp) -> None:
+    app = console_app(OBSERVE_CONSOLE_LOGS=3)
+    client = app.test_client()
+    for i in range(1, 10):
+        client.get(f"/orders/{i}")
+    lines = _lines(app)
+    assert [line["path"] for line in lines] == ["/orders/7", "/orders/8", "/orders/9"]
+
+
+def test_a_huge_line_is_kept_clipped() -> None:
+    ring: Ring[str] = Ring(5)
+    handler = ConsoleLogHandler(ring, service="shop", redact=())
+    logger = logging.getLogger("tests.console.huge")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.warning("big", extra={"blob": "x" * 100_000})
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = True
+    (line,) = ring.items()
+    assert len(line) < 2 * MAX_LINE_CHARS
+    data = json.loads(line)
+    assert data["event"] == "big"
+    assert data["blob"].endswith("[clipped by the console]")
+
+
+def test_the_handler_is_attached_once_per_line_of_loggers_and_replaced() -> None:
+    first = ConsoleLogHandler(Ring(5), service="a", redact=())
+    second = ConsoleLogHandler(Ring(5), service="b", redact=())
+    names = ["tests.console.app", "tests.console.app.sub", "tests.console.other"]
+    attach_log_handler(first, names)
+    attach_log_handler(second, names)
+    handlers = {name: logging.getLogger(name).handlers for name in names}
+    assert handlers["tests.console.app"] == [second]
+    assert handlers["tests.console.app.sub"] == []
+    assert handlers["tests.console.other"] == [second]
+
+
+def test_no_handler_and_no_processor_when_the_console_is_off(console_app: ConsoleApp) -> None:
+    def console_handlers() -> list[logging.Handler]:
+        return [
+            h
+            for name in (None, "shop", "flask_observe")
+            for h in logging.getLogger(name).handlers
+            if isinstance(h, ConsoleLogHandler)
+        ]
+
+    before = console_handlers()
+    app = console_app(OBSERVE_CONSOLE_ENABLED=False)
+    state = app.extensions["observe"]
+    assert state.console is None
+    assert console_handlers() == before
+    processors = state.tracer_provider._active_span_processor._span_processors
+    assert not any(type(p).__name__ == "ConsoleSpanProcessor" for p in processors)
+    assert app.test_client().get("/observe/").status_code == 404
