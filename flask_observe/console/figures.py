@@ -48,8 +48,9 @@ _CHART_WINDOWS = 3
 _CHART_MIN_SECONDS = 900.0
 
 RouteKey = tuple[str, str]
-#: A chart's values: ``(seconds ago, value)``, ``None`` where there is none.
-Series = list[tuple[float, Optional[float]]]
+#: A chart's values: ``(seconds ago it began, seconds ago it ended, value)`` per interval
+#: between two readings, ``None`` where there is none.
+Series = list[tuple[float, float, Optional[float]]]
 
 
 class Counts(NamedTuple):
@@ -154,23 +155,27 @@ def _difference(now: Counts, then: Optional[Counts]) -> Counts:
 
 @dataclass
 class Chart:
-    """A small chart of one series: SVG polyline points in a 120 x 30 box, and the
-    highest value, for the label."""
+    """A small chart of one series: SVG polyline points in a 120 x 30 box, each interval
+    a level step (its mean over the interval), and the highest value, for the label."""
 
     points: str
     peak: Optional[float]
 
     @classmethod
-    def of(cls, values: Sequence[tuple[float, Optional[float]]], span: float) -> Chart:
-        """*values* as ``(seconds ago, value)``, the x axis covering *span* seconds."""
-        known = [(ago, value) for ago, value in values if value is not None]
+    def of(cls, values: Series, span: float) -> Chart:
+        """*values* per interval, the x axis covering the last *span* seconds."""
+        known = [(began, ended, v) for began, ended, v in values if v is not None]
         if not known:
             return cls("", None)
-        peak = max(value for _ago, value in known)
+        peak = max(value for _began, _ended, value in known)
         scale = 26.0 / peak if peak > 0 else 0.0
+
+        def x(ago: float) -> str:
+            return f"{120.0 * (1 - min(ago, span) / span):.1f}"
+
         points = " ".join(
-            f"{120.0 * (1 - min(ago, span) / span):.1f},{28.0 - value * scale:.1f}"
-            for ago, value in known
+            f"{x(began)},{28.0 - value * scale:.1f} {x(ended)},{28.0 - value * scale:.1f}"
+            for began, ended, value in known
         )
         return cls(points, peak)
 
@@ -273,9 +278,9 @@ class History:
             for key, counts in after.routes.items():
                 delta = _difference(counts, before.routes.get(key))
                 rates, p95s = series.setdefault(key, ([], []))
-                ago = now - after.at
-                rates.append((ago, delta.requests / seconds))
-                p95s.append((ago, histogram_quantile(0.95, delta.buckets)))
+                began, ended = now - before.at, now - after.at
+                rates.append((began, ended, delta.requests / seconds))
+                p95s.append((began, ended, histogram_quantile(0.95, delta.buckets)))
         return series
 
 
