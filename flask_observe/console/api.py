@@ -235,8 +235,11 @@ def trace_data(console: Console, trace_id: str) -> Optional[dict[str, Any]]:
     trace_id = trace_id.lower()
     if not TRACE_ID.fullmatch(trace_id):
         return None
+    wanted = int(trace_id, 16)
     trace = group_traces(
-        kept for kept in console.spans.items() if format(kept[0], "032x") == trace_id
+        span
+        for span in console.spans.items()
+        if span.context is not None and span.context.trace_id == wanted
     ).get(trace_id)
     if trace is None:
         return None

@@ -9,6 +9,7 @@ import time
 from typing import Any, Optional
 
 from flask import Flask
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import TracerProvider
 
 from ..config import Settings
@@ -16,7 +17,7 @@ from ..logs import Redactor
 from .buffers import Ring
 from .figures import History
 from .loglines import ConsoleLogHandler, attach_log_handler
-from .spans import ConsoleSpanProcessor, Kept
+from .spans import ConsoleSpanProcessor
 
 __all__ = ["Console", "install_console"]
 
@@ -28,7 +29,7 @@ class Console:
         self.settings = settings
         #: Whether the route figures come from every worker's files.
         self.multiprocess = multiprocess
-        self.spans: Ring[Kept] = Ring(settings.console_spans)
+        self.spans: Ring[ReadableSpan] = Ring(settings.console_spans)
         self.logs: Ring[str] = Ring(settings.console_logs)
         self.history = History(settings.console_window, from_zero=not multiprocess)
         self.redactor = Redactor(settings.log_redact)

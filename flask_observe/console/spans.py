@@ -3,10 +3,13 @@
 It is a :class:`~opentelemetry.sdk.trace.SpanProcessor` that keeps the base class's
 ``on_start`` (it has nothing to do when a span starts), so the provider flask-observe makes
 still takes its lean path (:mod:`flask_observe.export.span`). Its ``on_end`` runs on the
-request path, in the thread that ends the span: it takes references to the few parts of
-the finished span the pages show, in a tuple, and appends it to a :class:`~.buffers.Ring`;
-IDs are formatted, attributes redacted and spans grouped by trace only when a page asks.
-A finished span's attributes and events no longer change, so holding them is safe.
+request path, in the thread that ends the span, once per span: it appends the finished
+span to a :class:`~.buffers.Ring` and does nothing else. A finished span no longer changes
+(the lean path builds it once; an SDK span refuses changes once ended), and it holds no
+more than the pages read of it (IDs, name, kind, times, status, attributes, events; its
+resource and scope are the provider's, shared), so keeping it costs an append, where
+copying those parts out would cost a few microseconds per span. IDs are formatted,
+attributes redacted and spans grouped by trace only when a page asks.
 """
 
 from __future__ import annotations
@@ -15,64 +18,27 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, Optional
 
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
-from opentelemetry.trace import SpanKind, StatusCode
 
 from .buffers import Ring
 
 __all__ = ["ConsoleSpanProcessor", "KeptSpan", "Trace", "group_traces"]
 
-#: What ``on_end`` keeps of a span: trace ID, span ID, parent span ID (``None`` for a
-#: root), name, kind, start and end (ns since the epoch), status code, status description,
-#: attributes, events. Plain ints and references: formatting waits for a page.
-Kept = tuple[
-    int,
-    int,
-    Optional[int],
-    str,
-    SpanKind,
-    int,
-    int,
-    StatusCode,
-    Optional[str],
-    Mapping[str, Any],
-    Sequence[Any],
-]
-
 
 class ConsoleSpanProcessor(SpanProcessor):
-    """Keeps each ended span in *ring*, as a :data:`Kept` tuple.
+    """Keeps each ended span in *ring*.
 
     ``on_start`` and ``_on_ending`` are the base class's, on purpose: see the module's
     docstring.
 
-    :param ring: where the spans go; its size bounds the memory they take.
+    :param ring: where the spans go; its size bounds how many are kept.
     """
 
-    def __init__(self, ring: Ring[Kept]) -> None:
+    def __init__(self, ring: Ring[ReadableSpan]) -> None:
         self.ring = ring
         self._append = ring.append
 
     def on_end(self, span: ReadableSpan) -> None:
-        context = span.context
-        if context is None:  # pragma: no cover - the SDK's spans always have one
-            return
-        parent = span.parent
-        status = span.status
-        self._append(
-            (
-                context.trace_id,
-                context.span_id,
-                None if parent is None else parent.span_id,
-                span.name,
-                span.kind,
-                span.start_time or 0,
-                span.end_time or 0,
-                status.status_code,
-                status.description,
-                span.attributes or {},
-                span.events,
-            )
-        )
+        self._append(span)
 
 
 class KeptSpan(NamedTuple):
@@ -99,20 +65,24 @@ class KeptSpan(NamedTuple):
         return self.status == "ERROR"
 
 
-def _span(kept: Kept) -> KeptSpan:
-    trace_id, span_id, parent, name, kind, start, end, code, description, attrs, events = kept
+def _span(span: ReadableSpan) -> Optional[KeptSpan]:
+    context = span.context
+    if context is None:  # pragma: no cover - the SDK's spans always have one
+        return None
+    parent = span.parent
+    status = span.status
     return KeptSpan(
-        format(trace_id, "032x"),
-        format(span_id, "016x"),
-        None if parent is None else format(parent, "016x"),
-        name,
-        kind.name,
-        start,
-        end,
-        code.name,
-        description,
-        attrs,
-        events,
+        format(context.trace_id, "032x"),
+        format(context.span_id, "016x"),
+        None if parent is None else format(parent.span_id, "016x"),
+        span.name,
+        span.kind.name,
+        span.start_time or 0,
+        span.end_time or 0,
+        status.status_code.name,
+        status.description,
+        span.attributes or {},
+        span.events,
     )
 
 
@@ -155,12 +125,13 @@ class Trace(NamedTuple):
         return code if isinstance(code, int) and not isinstance(code, bool) else 0
 
 
-def group_traces(kept: Iterable[Kept]) -> dict[str, Trace]:
+def group_traces(kept: Iterable[ReadableSpan]) -> dict[str, Trace]:
     """The kept spans grouped by trace, in the order each trace's first span ended."""
     by_trace: dict[str, list[KeptSpan]] = {}
     for item in kept:
         span = _span(item)
-        by_trace.setdefault(span.trace_id, []).append(span)
+        if span is not None:
+            by_trace.setdefault(span.trace_id, []).append(span)
     traces = {}
     for trace_id, spans in by_trace.items():
         spans.sort(key=lambda span: (span.start_ns, -span.end_ns))

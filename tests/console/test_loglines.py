@@ -3,10 +3,12 @@ their redaction, kept in a ring within its bound."""
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
+import weakref
 
-from flask import current_app
+from flask import current_app, request
 
 from flask_observe import get_logger
 from flask_observe.console.buffers import Ring
@@ -111,3 +113,42 @@ def test_no_handler_and_no_processor_when_the_console_is_off(console_app: Consol
     processors = state.tracer_provider._active_span_processor._span_processors
     assert not any(type(p).__name__ == "ConsoleSpanProcessor" for p in processors)
     assert app.test_client().get("/observe/").status_code == 404
+
+
+def test_a_line_shows_its_values_as_they_were_when_logged(console_app: ConsoleApp) -> None:
+    app = console_app()
+    order = {"id": 7, "state": "new"}
+
+    @app.get("/pay")
+    def pay() -> str:
+        get_logger("shop").info("paid", order=order)
+        current_app.logger.info("order %s", order)
+        order["state"] = "paid"  # after the lines were logged
+        return "ok"
+
+    app.test_client().get("/pay")
+    lines = _lines(app)
+    (paid,) = [line for line in lines if line["event"] == "paid"]
+    assert paid["order"] == {"id": 7, "state": "new"}
+    (printed,) = [line["event"] for line in lines if str(line["event"]).startswith("order ")]
+    assert "'state': 'new'" in str(printed)
+
+
+def test_kept_lines_hold_no_request_alive(console_app: ConsoleApp) -> None:
+    # The ring bounds the count of lines; each must also be small: a line that kept its
+    # request (its environ, its body) would keep up to OBSERVE_CONSOLE_LOGS bodies alive.
+    app = console_app()
+    seen: list[weakref.ref[object]] = []
+
+    @app.post("/upload")
+    def upload() -> str:
+        seen.append(weakref.ref(request._get_current_object()))  # type: ignore[attr-defined]
+        current_app.logger.info("got %d bytes", len(request.get_data()))
+        return "ok"
+
+    response = app.test_client().post("/upload", data=b"x" * 100_000)
+    assert response.status_code == 200
+    del response
+    gc.collect()
+    assert seen[0]() is None
+    assert any(line["event"] == "got 100000 bytes" for line in _lines(app))
