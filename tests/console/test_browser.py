@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry
 from example_app import create_app
 from example_app.settings import STEPS, delay_name, failure_rate_name
 
-from ..conftest import Spans, require_binary, serving
+from ..conftest import Spans, require_binary, require_module, serving
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Where the docs' screenshots go when FLASK_OBSERVE_SCREENSHOTS=1.
@@ -104,7 +104,7 @@ def _traffic(port: int) -> str:
 
 def test_the_console_in_a_browser(shop: Flask, tmp_path: Path) -> None:
     chromium = require_binary("chromium", package="chromium")
-    sync_api = pytest.importorskip("playwright.sync_api")
+    sync_api = require_module("playwright.sync_api")
     with serving(shop) as port:
         trace_id = _traffic(port)
         origin = f"http://127.0.0.1:{port}"
