@@ -41,6 +41,7 @@ def banner(
     port: int,
     metrics_path: Optional[str] = "/metrics",
     health_path: Optional[str] = "/healthz",
+    console_path: Optional[str] = None,
 ) -> str:
     """What to print before serving: the service's URLs and how to send it traffic."""
     base = f"http://{_url_host(host)}:{port}"
@@ -53,6 +54,8 @@ def banner(
         lines.append(f"  metrics  {base}{metrics_path}")
     if health_path:
         lines.append(f"  health   {base}{health_path}")
+    if console_path:
+        lines.append(f"  console  {base}{console_path}/  (from this machine only)")
     loopback = _loopback_for(host)
     if loopback is not None:
         lines += [
@@ -106,8 +109,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     health_path = (
         app.config["OBSERVE_HEALTH_PATH"] if app.config["OBSERVE_HEALTH_ENABLED"] else None
     )
+    settings = app.extensions["observe"].settings
+    console_path = settings.console_path if settings.console_enabled else None
     print(
-        banner(args.host, server.server_port, app.config.get("OBSERVE_METRICS_PATH"), health_path),
+        banner(
+            args.host,
+            server.server_port,
+            app.config.get("OBSERVE_METRICS_PATH"),
+            health_path,
+            console_path,
+        ),
         flush=True,
     )
     try:
