@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry
 from flask_observe import Observe, get_logger
 from flask_observe.logs import _sole_handler
 
-from .conftest import KeptRecords, access_lines, log_lines, serving, without_root_handlers
+from ..conftest import KeptRecords, access_lines, log_lines, serving, without_root_handlers
 
 RFC3339_MS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 MADE_ID = re.compile(r"[0-9a-f]{32}")

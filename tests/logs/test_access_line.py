@@ -30,7 +30,7 @@ from flask_observe.logs import (
 )
 from flask_observe.observation import Observation
 
-from .conftest import KeptRecords, access_lines, log_lines, without_root_handlers
+from ..conftest import KeptRecords, access_lines, log_lines, without_root_handlers
 
 #: Any character, lone surrogates and control characters included.
 HOSTILE_CHARS = st.characters(codec=None, exclude_categories=())
