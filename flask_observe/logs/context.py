@@ -25,6 +25,8 @@ _FIELDS_ATTR = "_observe_fields"
 _REQUEST_ATTR = "_observe_request"
 #: Marks an access record, whose fields are :data:`_ACCESS_FIELDS`.
 _ACCESS_ATTR = "_observe_access"
+#: Marks a record one of flask-observe's handlers wrote, so that no other of them does.
+_WRITTEN_ATTR = "_observe_written"
 #: The access fields that are there only sometimes, last on the line.
 _ACCESS_LATE = ("exception", "query")
 _ACCESS_FIELDS = (

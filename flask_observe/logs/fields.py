@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any, Optional
 
 from .context import _FIELDS_ATTR
+from .install import adopt
 
 __all__ = ["FieldLogger", "get_logger"]
 
@@ -95,9 +96,15 @@ class FieldLogger:
 def get_logger(name: Optional[str] = None, **fields: Any) -> FieldLogger:
     """The stdlib logger *name*, taking fields as keyword arguments.
 
-    :param name: the logger's name, usually ``__name__``.
+    Its lines are written by flask-observe whatever the name, inside the app's package or
+    not (a helper module of a one-file app, say), each once: see :ref:`log-fields`.
+
+    :param name: the logger's name, usually ``__name__``. Without one, the root logger, whose
+        lines flask-observe writes only with :data:`OBSERVE_LOG_ROOT`.
     :param fields: fields written on every line of this logger.
 
     .. versionadded:: 0.1
     """
-    return FieldLogger(logging.getLogger(name), fields)
+    logger = logging.getLogger(name)
+    adopt(logger)
+    return FieldLogger(logger, fields)

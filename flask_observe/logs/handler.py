@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any, Optional
 
 from ..observation import Observation
+from .context import _WRITTEN_ATTR
 from .formatter import JsonLogFormatter
 
 __all__ = ["ObserveHandler"]
@@ -19,10 +20,20 @@ class ObserveHandler(logging.Handler):
     Looking ``sys.stderr`` up at each record, rather than keeping the stream it was made
     with, follows a test runner or a server that replaces it.
 
+    A record is written once, however many of these handlers it reaches on its way up the
+    logger tree: the first one marks it, and the others skip it.
+
     .. versionadded:: 0.1
     """
 
+    def handle(self, record: logging.LogRecord) -> bool:
+        # Checked before the filters and the lock: a record skipped costs a look-up.
+        if _WRITTEN_ATTR in record.__dict__:
+            return False
+        return bool(super().handle(record))
+
     def emit(self, record: logging.LogRecord) -> None:
+        record.__dict__[_WRITTEN_ATTR] = True
         try:
             self._write(self.format(record))
         except Exception:

@@ -1,10 +1,12 @@
-"""Where flask-observe's handler goes: the loggers the settings name."""
+"""Where flask-observe's handler goes: the loggers the settings name, and every logger
+:func:`adopt` was given (those of :func:`~flask_observe.get_logger`), whatever its name."""
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from flask.logging import default_handler
 
@@ -14,7 +16,53 @@ from .filters import TraceContextFilter
 from .formatter import JsonLogFormatter
 from .handler import ObserveHandler
 
-__all__ = ["install_logging"]
+__all__ = ["adopt", "install_logging"]
+
+
+class _Installed(NamedTuple):
+    """What the last :func:`install_logging` did, which an adopted logger then gets."""
+
+    handler: ObserveHandler
+    level: int
+    #: The loggers the handler went on (``None``: the root); a logger at or below one of them
+    #: keeps its level, as it does when it is not adopted.
+    names: tuple[Optional[str], ...]
+
+
+_installed: Optional[_Installed] = None
+#: The names of the adopted loggers. Kept, not the loggers: a later install finds them again.
+_adopted: set[str] = set()
+_adopting = threading.Lock()
+
+
+def adopt(logger: logging.Logger) -> None:
+    """Have flask-observe's handler write *logger*'s records, whatever its name: now, if
+    logging is set up, and after every later :func:`install_logging`.
+
+    The handler goes on *logger* itself, so that its records reach it however propagation
+    is set; a record that also reaches the handler on a logger above is written once, as
+    :class:`ObserveHandler` skips what another of its kind wrote. A logger outside the
+    configured ones gets the configured level too, as one in ``OBSERVE_LOG_LOGGERS`` does.
+    The root logger is left alone: it is adopted by ``OBSERVE_LOG_ROOT`` or not at all.
+    """
+    if logger.name in _adopted or logger is logging.getLogger():
+        return
+    with _adopting:
+        _adopted.add(logger.name)
+        if _installed is not None:
+            _attach(logger, _installed)
+
+
+def _attach(logger: logging.Logger, installed: _Installed) -> None:
+    if installed.handler not in logger.handlers:
+        logger.addHandler(installed.handler)
+    if not _below(logger.name, installed.names):
+        logger.setLevel(installed.level)
+
+
+def _below(name: str, names: Sequence[Optional[str]]) -> bool:
+    """Whether the logger *name* is one of *names* or below one (all are below the root)."""
+    return any(other is None or name == other or name.startswith(other + ".") for other in names)
 
 
 def install_logging(app_logger: str, settings: Settings) -> list[logging.Logger]:
@@ -22,7 +70,9 @@ def install_logging(app_logger: str, settings: Settings) -> list[logging.Logger]
 
     A handler left by an earlier app on the same logger is replaced, not doubled. Flask's
     own default handler on the app's logger is removed, so a line is not written twice.
+    The adopted loggers (see :func:`adopt`) get the new handler.
     """
+    global _installed
     formatter_class = ConsoleLogFormatter if settings.log_format == "console" else JsonLogFormatter
     handler = ObserveHandler()
     handler.addFilter(TraceContextFilter())
@@ -47,4 +97,12 @@ def install_logging(app_logger: str, settings: Settings) -> list[logging.Logger]
     logging.getLogger(app_logger).removeHandler(default_handler)
     if settings.log_root:
         logging.getLogger("flask_observe").setLevel(settings.log_level)
+    with _adopting:
+        _installed = _Installed(handler, settings.log_level, tuple(names))
+        for name in _adopted:
+            logger = logging.getLogger(name)
+            for old in [h for h in logger.handlers if isinstance(h, ObserveHandler)]:
+                if old is not handler:
+                    logger.removeHandler(old)
+            _attach(logger, _installed)
     return loggers
