@@ -1,5 +1,5 @@
 """The JSON formatter: python-json-logger's, deciding which fields go in, in which order,
-under which names."""
+under which names: flask-observe's own, or a backend's (:mod:`.presets`)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from .context import (
     _current,
 )
 from .encoding import _encode_flat, _encode_str, _rfc3339, _serialize
+from .presets import PRESETS, Preset
 from .redaction import Redactor
 
 __all__ = ["JsonLogFormatter"]
@@ -41,13 +42,33 @@ class JsonLogFormatter(JsonFormatter):
     becomes ``exc_type``, ``exc_message`` and ``stack`` in the same object. A record that
     cannot be serialized (a cyclic value, say) still gives one line, with ``log_error``.
 
+    With a *preset*, the same fields go under the names a log backend links lines to traces
+    and requests by (see :doc:`/log-presets`); the caller's fields keep theirs, unless the
+    line has its own field of that name at the top level.
+
     :param service: the ``service`` field of records logged outside any request.
     :param redact: key patterns whose values are replaced (see ``OBSERVE_LOG_REDACT``).
+    :param preset: ``"json"``, flask-observe's own names, or ``"ecs"``, ``"gcp"`` or
+        ``"datadog"`` (see ``OBSERVE_LOG_FORMAT``).
+    :param environment: the deployment environment, for the presets that have a field for
+        it (``ecs``, ``datadog``).
+    :param version: the service's version, likewise.
+    :param gcp_project: the Google Cloud project of the traces, which ``gcp`` needs.
+    :raises ValueError: for an unknown preset, or ``gcp`` without a project.
 
     .. versionadded:: 0.1
     """
 
-    def __init__(self, *, service: str, redact: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        *,
+        service: str,
+        redact: Sequence[str] = (),
+        preset: str = "json",
+        environment: Optional[str] = None,
+        version: Optional[str] = None,
+        gcp_project: Optional[str] = None,
+    ) -> None:
         # No format fields: the formatter's own come from _core, in the design's order.
         super().__init__(
             fmt=[],
@@ -57,9 +78,26 @@ class JsonLogFormatter(JsonFormatter):
         self.service = service
         self.redactor = Redactor(redact)
         self._access_heads: dict[tuple[str, str, str], str] = {}
+        self._preset: Optional[Preset] = None
+        if preset != "json":
+            if preset not in PRESETS:
+                raise ValueError(f"unknown preset {preset!r}: json, {', '.join(PRESETS)}")
+            if preset == "gcp" and not gcp_project:
+                raise ValueError("the gcp preset needs the Google Cloud project: gcp_project")
+            self._preset = PRESETS[preset]
+        options = {
+            "service_environment": environment,
+            "service_version": version,
+            "gcp_project": gcp_project,
+        }
+        self._options = {key: value for key, value in options.items() if value is not None}
         # A subclass that writes the access line its own way (the console's) gets the
-        # line's fields as a dict, as from a record; only this class's line is hand-written.
-        self._hand_written = type(self).serialize_access is JsonLogFormatter.serialize_access
+        # line's fields as a dict, as from a record; only this class's line is hand-written,
+        # and only with flask-observe's own names.
+        self._hand_written = (
+            self._preset is None
+            and type(self).serialize_access is JsonLogFormatter.serialize_access
+        )
 
     def format(self, record: logging.LogRecord) -> str:
         try:
@@ -71,16 +109,20 @@ class JsonLogFormatter(JsonFormatter):
         except Exception as exc:
             fallback = self._core(record, getattr(record, "message", None) or str(record.msg))
             fallback["log_error"] = f"{type(exc).__name__}: {exc}"
-            return self.serialize_log_record(
-                {
-                    key: value if isinstance(value, (int, float)) else str(value)
-                    for key, value in fallback.items()
-                }
-            )
+            fallback = {
+                key: value if isinstance(value, (int, float)) else str(value)
+                for key, value in fallback.items()
+            }
+            if self._preset is not None:
+                fallback = self._preset.shape(fallback, self._options)
+            return self.serialize_log_record(fallback)
 
     def serialize_access(self, data: dict[str, Any]) -> str:
         """The access line's fields as one line: python-json-logger's encoding, with
-        :func:`_flat_encoder`'s shortcut (the fields are all scalars)."""
+        :func:`_flat_encoder`'s shortcut (the fields are scalars, and a preset's objects
+        hold nothing else)."""
+        if self._preset is not None:
+            data = self._preset.shape(data, self._options, access=True)
         return self.prefix + _encode_flat(data)
 
     def access_line(
@@ -240,6 +282,8 @@ class JsonLogFormatter(JsonFormatter):
             data["method"] = _clip(observation.environ.get("REQUEST_METHOD"), 32)
             data["route"] = observation.route
             data["path"] = _clip(observation.path)
+            if self._preset is not None and observation.span_id is not None:
+                data["transaction_id"] = observation.span_id  # the request's own span
         return data
 
     def add_fields(
@@ -248,7 +292,7 @@ class JsonLogFormatter(JsonFormatter):
         record: logging.LogRecord,
         message_dict: dict[str, Any],
     ) -> None:
-        log_data.update(self._core(record, record.message))
+        core = self._core(record, record.message)
         own: dict[str, Any] = {}
         # python-json-logger put the formatted traceback and stack here; they become fields.
         traceback = message_dict.pop("exc_info", None) or record.exc_text
@@ -257,15 +301,24 @@ class JsonLogFormatter(JsonFormatter):
         given = getattr(record, _FIELDS_ATTR, None)
         if given:
             own.update(given)
-        for key, value in self.redactor.fields(own).items():
-            taken = key in log_data or key in _LATE_FIELDS
-            log_data[f"extra_{key}" if taken else key] = value
+        late: dict[str, Any] = {}
         if record.exc_info and record.exc_info[0] is not None:
             kind, error = record.exc_info[0], record.exc_info[1]
             module = kind.__module__
-            log_data["exc_type"] = (
+            late["exc_type"] = (
                 kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}"
             )
-            log_data["exc_message"] = str(error)
+            late["exc_message"] = str(error)
         if traceback or stack_info:
-            log_data["stack"] = traceback or stack_info
+            late["stack"] = traceback or stack_info
+        reserved = _LATE_FIELDS
+        if self._preset is None:
+            log_data.update(core)
+        else:
+            core.update(late)
+            log_data.update(self._preset.shape(core, self._options))
+            late, reserved = {}, self._preset.reserved
+        for key, value in self.redactor.fields(own).items():
+            taken = key in log_data or key in reserved
+            log_data[f"extra_{key}" if taken else key] = value
+        log_data.update(late)

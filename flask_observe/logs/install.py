@@ -73,10 +73,21 @@ def install_logging(app_logger: str, settings: Settings) -> list[logging.Logger]
     The adopted loggers (see :func:`adopt`) get the new handler.
     """
     global _installed
-    formatter_class = ConsoleLogFormatter if settings.log_format == "console" else JsonLogFormatter
     handler = ObserveHandler()
     handler.addFilter(TraceContextFilter())
-    handler.setFormatter(formatter_class(service=settings.service_name, redact=settings.log_redact))
+    formatter: JsonLogFormatter
+    if settings.log_format == "console":
+        formatter = ConsoleLogFormatter(service=settings.service_name, redact=settings.log_redact)
+    else:
+        formatter = JsonLogFormatter(
+            service=settings.service_name,
+            redact=settings.log_redact,
+            preset=settings.log_format,
+            environment=settings.service_environment,
+            version=settings.service_version,
+            gcp_project=settings.gcp_project,
+        )
+    handler.setFormatter(formatter)
     if settings.log_root:
         names: Sequence[Optional[str]] = [None]
     else:
