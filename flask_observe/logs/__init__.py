@@ -15,15 +15,16 @@ One concern per module, each importing only those before it:
 - ``context``: the request of this context, the attributes flask-observe puts on records;
 - ``redaction``: sensitive values replaced;
 - ``encoding``: timestamps, and python-json-logger's encoder made once;
+- ``presets``: the names of each log backend, as data the formatter applies;
 - ``formatter``, ``console``: the JSON line, and the same fields for a terminal;
 - ``filters``: the span IDs stamped on each record;
 - ``handler``: the handler that writes the lines, and whether it alone sees a record;
 - ``install``: the loggers the handler goes on;
 - ``sink``: request IDs and the access line;
-- ``fields``: :func:`get_logger`'s loggers, which take fields as keyword arguments.
+- ``fields``: :func:`get_logger`'s loggers, which take fields as keyword arguments;
+- ``structlog``: structlog's events handed to the same output.
 
-The names below are those of ``flask_observe.logs`` before it was a package; they stay
-importable from here.
+Every name ``flask_observe.logs`` had before it was a package is importable from here still.
 """
 
 from .console import ConsoleLogFormatter
@@ -38,6 +39,7 @@ from .handler import ObserveHandler
 from .handler import _sole_handler as _sole_handler
 from .install import install_logging as install_logging
 from .sink import LogSink as LogSink
+from .structlog import ObserveLoggerFactory, configure_structlog, render_to_observe
 
 __all__ = [
     "ACCESS_LOGGER",
@@ -45,6 +47,9 @@ __all__ = [
     "FieldLogger",
     "JsonLogFormatter",
     "ObserveHandler",
+    "ObserveLoggerFactory",
     "TraceContextFilter",
+    "configure_structlog",
     "get_logger",
+    "render_to_observe",
 ]

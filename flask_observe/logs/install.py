@@ -45,7 +45,7 @@ def adopt(logger: logging.Logger) -> None:
     configured ones gets the configured level too, as one in ``OBSERVE_LOG_LOGGERS`` does.
     The root logger is left alone: it is adopted by ``OBSERVE_LOG_ROOT`` or not at all.
     """
-    if logger.name in _adopted or logger is logging.getLogger():
+    if logger.name in _adopted or logger is logging.root:
         return
     with _adopting:
         _adopted.add(logger.name)

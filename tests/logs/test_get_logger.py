@@ -179,12 +179,13 @@ def test_without_json_logging_no_handler_is_attached(
 
 ONE_FILE_APP = """
     from flask import Flask
-    from flask_observe import Observe
+    from flask_observe import Observe, configure_structlog
 
     import helpers
 
     app = Flask(__name__)
     Observe(app)
+    configure_structlog()
 
     @app.post("/orders")
     def create_order():
@@ -193,14 +194,17 @@ ONE_FILE_APP = """
 """
 
 HELPERS = """
+    import structlog
     from flask_observe import get_logger
 
     log = get_logger(__name__)
     orders = get_logger("orders")
+    slog = structlog.get_logger()
 
     def place_order(order_id):
         log.info("order_placed", order_id=order_id)
         orders.info("order_created", order_id=order_id)
+        slog.info("order_logged", order_id=order_id)
 """
 
 
@@ -223,6 +227,7 @@ def _post_when_up(url: str, headers: dict[str, str], deadline: float) -> int:
 
 
 def test_a_one_file_app_under_flask_run_writes_its_helper_modules_lines(tmp_path: Path) -> None:
+    """get_logger's lines and structlog's, from a module beside app.py."""
     (tmp_path / "app.py").write_text(textwrap.dedent(ONE_FILE_APP))
     (tmp_path / "helpers.py").write_text(textwrap.dedent(HELPERS))
     port = _free_port()
@@ -251,7 +256,11 @@ def test_a_one_file_app_under_flask_run_writes_its_helper_modules_lines(tmp_path
             _, err = server.communicate(timeout=10)
     # werkzeug's own request line and the server's banner are plain text.
     events = _events([json.loads(line) for line in err.splitlines() if line.startswith("{")])
-    for event, logger in [("order_placed", "helpers"), ("order_created", "orders")]:
+    for event, logger in [
+        ("order_placed", "helpers"),
+        ("order_created", "orders"),
+        ("order_logged", "helpers"),  # structlog's, named after the module
+    ]:
         (line,) = events[event]
         assert line["logger"] == logger
         assert line["service"] == "app"

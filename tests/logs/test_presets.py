@@ -6,15 +6,17 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import structlog
 from flask import Flask
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from flask_observe import ConfigError, Observe, get_logger
+from flask_observe import ConfigError, Observe, configure_structlog, get_logger
 from flask_observe.logs import ACCESS_LOGGER, JsonLogFormatter
 from flask_observe.logs.context import _ACCESS_ATTR, _REQUEST_ATTR
 from flask_observe.logs.presets import DATADOG, ECS, GCP, PRESETS, Preset
@@ -31,7 +33,23 @@ HEX16 = re.compile(r"[0-9a-f]{16}")
 orders = get_logger("orders")
 
 
-def make_app(registry: CollectorRegistry, log_format: str, **config: Any) -> Flask:
+@pytest.fixture(params=["get_logger", "structlog"])
+def log(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The user's logger named outside the app: flask-observe's own, or structlog's set up by
+    configure_structlog; both log on the stdlib logger ``orders``."""
+    if request.param == "get_logger":
+        yield orders
+        return
+    configure_structlog()
+    try:
+        yield structlog.get_logger("orders")
+    finally:
+        structlog.reset_defaults()
+
+
+def make_app(
+    registry: CollectorRegistry, log_format: str, log: Any = orders, **config: Any
+) -> Flask:
     app = Flask("shop")
     app.config.update(
         OBSERVE_LOG_FORMAT=log_format,
@@ -44,7 +62,7 @@ def make_app(registry: CollectorRegistry, log_format: str, **config: Any) -> Fla
 
     @app.post("/orders")
     def create_order() -> Any:
-        orders.info("order_created", order_id=12345, password="hunter2")
+        log.info("order_created", order_id=12345, password="hunter2")
         return {"id": 12345}, 201
 
     @app.get("/fail")
@@ -52,7 +70,7 @@ def make_app(registry: CollectorRegistry, log_format: str, **config: Any) -> Fla
         try:
             {}["missing"]
         except KeyError:
-            orders.exception("lookup_failed", key="missing")
+            log.exception("lookup_failed", key="missing")
         return "", 500
 
     Observe(app, registry=registry)
@@ -84,8 +102,8 @@ def served(app: Flask, capsys: pytest.CaptureFixture[str]) -> tuple[dict[str, An
     return user, access, {"trace_id": trace_id, "span_id": span_id}
 
 
-def test_ecs(registry: CollectorRegistry, capsys: pytest.CaptureFixture[str]) -> None:
-    user, access, ids = served(make_app(registry, "ecs"), capsys)
+def test_ecs(registry: CollectorRegistry, capsys: pytest.CaptureFixture[str], log: Any) -> None:
+    user, access, ids = served(make_app(registry, "ecs", log), capsys)
     for line in (user, access):
         assert list(line)[:3] == ["@timestamp", "log.level", "message"]
         assert RFC3339_MS.fullmatch(line["@timestamp"])
@@ -116,8 +134,8 @@ def test_ecs(registry: CollectorRegistry, capsys: pytest.CaptureFixture[str]) ->
     assert dig(access, "url", "query") == "page=2&token=%5BREDACTED%5D"
 
 
-def test_gcp(registry: CollectorRegistry, capsys: pytest.CaptureFixture[str]) -> None:
-    user, access, ids = served(make_app(registry, "gcp"), capsys)
+def test_gcp(registry: CollectorRegistry, capsys: pytest.CaptureFixture[str], log: Any) -> None:
+    user, access, ids = served(make_app(registry, "gcp", log), capsys)
     for line in (user, access):
         assert RFC3339_MS.fullmatch(line["time"])
         assert line["logging.googleapis.com/trace"] == f"projects/shop-prod/traces/{TRACE_ID}"
@@ -148,8 +166,8 @@ def test_gcp(registry: CollectorRegistry, capsys: pytest.CaptureFixture[str]) ->
     assert "path" not in access
 
 
-def test_datadog(registry: CollectorRegistry, capsys: pytest.CaptureFixture[str]) -> None:
-    user, access, ids = served(make_app(registry, "datadog"), capsys)
+def test_datadog(registry: CollectorRegistry, capsys: pytest.CaptureFixture[str], log: Any) -> None:
+    user, access, ids = served(make_app(registry, "datadog", log), capsys)
     for line in (user, access):
         assert RFC3339_MS.fullmatch(line["timestamp"])
         assert line["service"] == line["dd.service"] == "shop"
@@ -187,8 +205,9 @@ def test_an_exception_goes_where_the_backend_reads_it(
     capsys: pytest.CaptureFixture[str],
     log_format: str,
     where: dict[str, tuple[str, ...]],
+    log: Any,
 ) -> None:
-    make_app(registry, log_format).test_client().get("/fail")
+    make_app(registry, log_format, log).test_client().get("/fail")
     failed, _ = log_lines(capsys)
     assert dig(failed, *where["type"]) == "KeyError"
     assert dig(failed, *where["message"]) == "'missing'"
