@@ -94,9 +94,7 @@ def install_logging(app_logger: str, settings: Settings) -> list[logging.Logger]
         names = [app_logger, "flask_observe", *settings.log_loggers]
     # An earlier setup's handler goes, wherever it was: root or not, it is replaced.
     for name in {None, app_logger, "flask_observe", *settings.log_loggers}:
-        logger = logging.getLogger(name)
-        for old in [h for h in logger.handlers if isinstance(h, ObserveHandler)]:
-            logger.removeHandler(old)
+        _remove_earlier(logging.getLogger(name), handler)
     loggers = []
     for name in dict.fromkeys(names):
         logger = logging.getLogger(name)
@@ -112,8 +110,13 @@ def install_logging(app_logger: str, settings: Settings) -> list[logging.Logger]
         _installed = _Installed(handler, settings.log_level, tuple(names))
         for name in _adopted:
             logger = logging.getLogger(name)
-            for old in [h for h in logger.handlers if isinstance(h, ObserveHandler)]:
-                if old is not handler:
-                    logger.removeHandler(old)
+            _remove_earlier(logger, handler)
             _attach(logger, _installed)
     return loggers
+
+
+def _remove_earlier(logger: logging.Logger, handler: ObserveHandler) -> None:
+    """Take the handlers of earlier setups off *logger*, leaving *handler*."""
+    for old in [h for h in logger.handlers if isinstance(h, ObserveHandler)]:
+        if old is not handler:
+            logger.removeHandler(old)

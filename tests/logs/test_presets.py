@@ -18,11 +18,10 @@ from prometheus_client import CollectorRegistry
 
 from flask_observe import ConfigError, Observe, configure_structlog, get_logger
 from flask_observe.logs import ACCESS_LOGGER, JsonLogFormatter
-from flask_observe.logs.context import _ACCESS_ATTR, _REQUEST_ATTR
 from flask_observe.logs.presets import DATADOG, ECS, GCP, PRESETS, Preset
-from flask_observe.observation import Observation
 
 from ..conftest import log_lines, without_root_handlers
+from .helpers import ACCESS, ACCESS_LATE, CONTEXT, CORE, access_fields, access_record, routed
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 TRACEPARENT = f"00-{TRACE_ID}-b7ad6b7169203331-01"
@@ -408,31 +407,19 @@ def test_a_presets_access_line_without_a_record_is_the_records_line(
     )
     app = Flask("shop")
     Observe(app, registry=CollectorRegistry())
-    observation = Observation(0.0, {"REQUEST_METHOD": method}, app.extensions["observe"].pipeline)
-    observation.endpoint, observation.route, observation.path = "routed", route, path
-    observation.request_id = request_id
-    if ids is not None:
-        observation.trace_id, observation.span_id = ids
-    fields: dict[str, Any] = {
-        "status": status,
-        "duration_ms": duration_ms,
-        "client_addr": client_addr,
-        "user_agent": user_agent,
-        "response_bytes": size,
-    }
-    if exception is not None:
-        fields["exception"] = exception
-    if query is not None:
-        fields["query"] = query
-    line = formatter.access_line(level, ACCESS_LOGGER, observation, fields, created)
-    record = logging.getLogger(ACCESS_LOGGER).makeRecord(
-        ACCESS_LOGGER, level, "flask_observe", 0, "request", (), None
+    observation = routed(
+        app.extensions["observe"].pipeline,
+        method=method,
+        route=route,
+        path=path,
+        request_id=request_id,
+        ids=ids,
     )
-    record.created = created
-    record.__dict__.update(fields)
-    record.__dict__[_REQUEST_ATTR] = observation
-    record.__dict__[_ACCESS_ATTR] = True
-    assert line == formatter.format(record)
+    fields = access_fields(status, duration_ms, client_addr, user_agent, size, exception, query)
+    line = formatter.access_line(level, ACCESS_LOGGER, observation, fields, created)
+    assert line == formatter.format(
+        access_record(ACCESS_LOGGER, level, observation, fields, created)
+    )
     assert line.isascii()
     assert line.isprintable()
     parsed = json.loads(line)
@@ -485,36 +472,9 @@ def test_gcp_severities(level: str, severity: str) -> None:
 @pytest.mark.parametrize("preset", list(PRESETS.values()), ids=list(PRESETS))
 def test_no_two_places_of_a_preset_collide(preset: Preset) -> None:
     """A place is never both a value and an object: every field at once shapes cleanly."""
-    everything = dict.fromkeys(
-        [
-            "timestamp",
-            "level",
-            "logger",
-            "event",
-            "service",
-            "request_id",
-            "trace_id",
-            "span_id",
-            "method",
-            "route",
-            "path",
-            "status",
-            "duration_ms",
-            "client_addr",
-            "user_agent",
-            "response_bytes",
-            "exception",
-            "query",
-            "exc_type",
-            "exc_message",
-            "stack",
-            "log_error",
-            "transaction_id",
-            "service_version",
-            "service_environment",
-        ],
-        "x",
-    )
+    late = ["exc_type", "exc_message", "stack", "log_error"]
+    extras = ["transaction_id", "service_version", "service_environment"]
+    everything = dict.fromkeys([*CORE, *CONTEXT, *ACCESS, *ACCESS_LATE, *late, *extras], "x")
     everything.update(duration_ms=1.0, trace_id="0" * 32, span_id="0" * 16, status=200)
     for access in (False, True):
         assert preset.shape(everything, {"gcp_project": "p"}, access=access)

@@ -18,6 +18,7 @@ from flask_observe import Observe, configure_structlog
 from flask_observe.logs import ObserveLoggerFactory, render_to_observe
 
 from ..conftest import log_lines
+from .helpers import CONTEXT, CORE
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 TRACEPARENT = f"00-{TRACE_ID}-b7ad6b7169203331-01"
@@ -54,22 +55,7 @@ def test_a_structlog_line_in_a_request_is_one_line_with_the_requests_fields(
     app = _app(registry)
     app.test_client().post("/orders", headers={"X-Request-ID": "s-1", "traceparent": TRACEPARENT})
     line, access = log_lines(capsys)
-    assert list(line) == [
-        "timestamp",
-        "level",
-        "logger",
-        "event",
-        "service",
-        "request_id",
-        "trace_id",
-        "span_id",
-        "method",
-        "route",
-        "path",
-        "order_id",
-        "user_id",
-        "total_cents",
-    ]
+    assert list(line) == [*CORE, *CONTEXT, "order_id", "user_id", "total_cents"]
     assert (line["event"], line["level"], line["logger"]) == ("order_created", "info", __name__)
     assert (line["request_id"], line["trace_id"]) == ("s-1", TRACE_ID)
     assert line["span_id"] == access["span_id"]
