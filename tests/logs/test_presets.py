@@ -478,3 +478,17 @@ def test_no_two_places_of_a_preset_collide(preset: Preset) -> None:
     everything.update(duration_ms=1.0, trace_id="0" * 32, span_id="0" * 16, status=200)
     for access in (False, True):
         assert preset.shape(everything, {"gcp_project": "p"}, access=access)
+
+
+@pytest.mark.parametrize("log_format", sorted(PRESETS))
+def test_a_line_that_cannot_be_written_is_still_one_line_in_the_preset(
+    registry: CollectorRegistry, capsys: pytest.CaptureFixture[str], log_format: str
+) -> None:
+    make_app(registry, log_format)
+    cyclic: dict[str, Any] = {}
+    cyclic["self"] = cyclic
+    orders.info("cart_saved", cart=cyclic)
+    (line,) = log_lines(capsys)
+    assert line["log_error"].startswith("ValueError")
+    assert "cart" not in line
+    assert "cart_saved" in json.dumps(line)
