@@ -24,12 +24,11 @@ from prometheus_client import CollectorRegistry
 from flask_observe import Observe, get_logger
 from flask_observe.logs import _sole_handler
 
-from .conftest import KeptRecords, access_lines, log_lines, serving, without_root_handlers
+from ..conftest import KeptRecords, access_lines, log_lines, serving, without_root_handlers
+from .helpers import ACCESS, CONTEXT, CORE
 
 RFC3339_MS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 MADE_ID = re.compile(r"[0-9a-f]{32}")
-CORE = ["timestamp", "level", "logger", "event", "service"]
-CONTEXT = ["request_id", "trace_id", "span_id", "method", "route", "path"]
 
 log = get_logger("shop.orders")
 
@@ -422,15 +421,7 @@ def test_one_access_line_per_request_with_its_fields(
         (500, "error"),
     ]
     ok, missing, failed = lines
-    assert list(ok) == [
-        *CORE,
-        *CONTEXT,
-        "status",
-        "duration_ms",
-        "client_addr",
-        "user_agent",
-        "response_bytes",
-    ]
+    assert list(ok) == [*CORE, *CONTEXT, *ACCESS]
     assert ok["event"] == "request"
     assert ok["request_id"] == "a-1"
     assert (ok["route"], ok["path"]) == ("/orders/<int:order_id>", "/orders/1")
