@@ -2,16 +2,46 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import os
 import sys
 from collections.abc import Mapping
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from ..observation import Observation
 from .context import _WRITTEN_ATTR
 from .formatter import JsonLogFormatter
 
-__all__ = ["ObserveHandler"]
+__all__ = ["LOST_REASONS", "ObserveHandler", "lost_reason"]
+
+#: Why a line could not be written: the ``reason`` label of
+#: ``flask_observe_log_lines_lost_total``; ``suppressed`` is a repeated warning held back.
+LOST_REASONS = ("closed", "broken_pipe", "os_error", "encoding", "other", "suppressed")
+
+_told: set[str] = set()
+
+
+def lost_reason(exc: Optional[BaseException]) -> str:
+    """The reason a line was lost, from the exception writing it raised."""
+    if isinstance(exc, BrokenPipeError):
+        return "broken_pipe"
+    if isinstance(exc, OSError):
+        return "os_error"
+    if isinstance(exc, UnicodeError):
+        return "encoding"
+    if isinstance(exc, ValueError) and "closed" in str(exc):
+        return "closed"
+    return "other"
+
+
+def _tell(message: str) -> None:
+    """Write one JSON line to file descriptor 2 itself, bypassing ``sys.stderr``, which
+    may be the stream that failed; give up quietly if that fails too."""
+    line = json.dumps({"level": "error", "logger": "flask_observe", "event": message})
+    with contextlib.suppress(OSError):
+        os.write(2, (line + "\n").encode("utf-8", "replace"))
 
 
 class ObserveHandler(logging.Handler):
@@ -26,6 +56,10 @@ class ObserveHandler(logging.Handler):
     .. versionadded:: 0.1
     """
 
+    #: Called with a reason (:data:`LOST_REASONS`) for each line that could not be written:
+    #: the counter of ``flask_observe_log_lines_lost_total``.
+    on_lost: Optional[Callable[[str], None]] = None
+
     def handle(self, record: logging.LogRecord) -> bool:
         # Checked before the filters and the lock: a record skipped costs a look-up.
         if _WRITTEN_ATTR in record.__dict__:
@@ -38,6 +72,23 @@ class ObserveHandler(logging.Handler):
             self._write(self.format(record))
         except Exception:
             self.handleError(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        """A line could not be written (a closed or broken stream, an encoding): count it
+        by reason, say so once per reason on file descriptor 2 directly (not through the
+        stream that failed), and never raise into the code that logged."""
+        reason = lost_reason(sys.exc_info()[1])
+        on_lost = self.on_lost
+        if on_lost is not None:
+            with contextlib.suppress(Exception):
+                on_lost(reason)
+        if reason not in _told:
+            _told.add(reason)
+            _tell(
+                f"A log line could not be written ({reason}: {sys.exc_info()[1]!r}); lines "
+                "lost this way are counted in "
+                f"flask_observe_log_lines_lost_total{{reason={reason!r}}}."
+            )
 
     def _write(self, line: str) -> None:
         stream = sys.stderr

@@ -6,17 +6,17 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from typing import NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional
 
 from flask.logging import default_handler
 
 from ..config import Settings
 from .console import ConsoleLogFormatter
-from .filters import TraceContextFilter
+from .filters import RepeatFilter, TraceContextFilter
 from .formatter import JsonLogFormatter
 from .handler import ObserveHandler
 
-__all__ = ["adopt", "install_logging"]
+__all__ = ["THIRD_PARTY", "adopt", "install_logging"]
 
 
 class _Installed(NamedTuple):
@@ -65,15 +65,30 @@ def _below(name: str, names: Sequence[Optional[str]]) -> bool:
     return any(other is None or name == other or name.startswith(other + ".") for other in names)
 
 
-def install_logging(app_logger: str, settings: Settings) -> list[logging.Logger]:
+#: Loggers of libraries on the request path that write what a client sent: OpenTelemetry's
+#: propagators warn with the raw header, werkzeug logs the request line. With no handler
+#: of their own, their lines reach Python's last-resort handler (plain text, a client's
+#: bytes and newlines included) or werkzeug's own.
+THIRD_PARTY = ("opentelemetry", "werkzeug")
+
+
+def install_logging(
+    app_logger: str, settings: Settings, on_lost: Optional[Callable[[str], None]] = None
+) -> list[logging.Logger]:
     """Put one :class:`ObserveHandler` on the loggers *settings* names; return them.
 
     A handler left by an earlier app on the same logger is replaced, not doubled. Flask's
     own default handler on the app's logger is removed, so a line is not written twice.
-    The adopted loggers (see :func:`adopt`) get the new handler.
+    The adopted loggers (see :func:`adopt`) get the new handler. The loggers of
+    :data:`THIRD_PARTY` get a handler of their own, which holds back repeated warnings, so
+    that every line on standard error is one JSON object.
+
+    :param on_lost: called with a reason for each line that could not be written (and each
+        repeated warning held back, ``"suppressed"``).
     """
     global _installed
     handler = ObserveHandler()
+    handler.on_lost = on_lost
     handler.addFilter(TraceContextFilter())
     formatter: JsonLogFormatter
     if settings.log_format == "console":
@@ -104,6 +119,7 @@ def install_logging(app_logger: str, settings: Settings) -> list[logging.Logger]
         logger.setLevel(settings.log_level)
         loggers.append(logger)
     logging.getLogger(app_logger).removeHandler(default_handler)
+    _install_third_party(handler, on_lost)
     if settings.log_root:
         logging.getLogger("flask_observe").setLevel(settings.log_level)
     with _adopting:
@@ -113,6 +129,28 @@ def install_logging(app_logger: str, settings: Settings) -> list[logging.Logger]
             _remove_earlier(logger, handler)
             _attach(logger, _installed)
     return loggers
+
+
+def _install_third_party(main: ObserveHandler, on_lost: Optional[Callable[[str], None]]) -> None:
+    """A handler like *main* for :data:`THIRD_PARTY`, holding back repeated warnings. Not
+    *main* itself: its filters are the one the access line's fast path expects."""
+    handler = ObserveHandler()
+    handler.on_lost = on_lost
+    handler.addFilter(TraceContextFilter())
+    handler.addFilter(
+        RepeatFilter(on_held=None if on_lost is None else lambda: on_lost("suppressed"))
+    )
+    handler.setFormatter(main.formatter)
+    for name in THIRD_PARTY:
+        logger = logging.getLogger(name)
+        _remove_earlier(logger, handler)
+        for other in list(logger.handlers):
+            # werkzeug adds a plain stream handler of its own when it finds none.
+            if type(other).__module__.startswith("werkzeug"):
+                logger.removeHandler(other)
+        logger.addHandler(handler)
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.INFO)  # werkzeug's request lines, as werkzeug sets it
 
 
 def _remove_earlier(logger: logging.Logger, handler: ObserveHandler) -> None:
