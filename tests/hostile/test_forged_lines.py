@@ -16,6 +16,7 @@ characters. Then every line the server wrote to standard error is read back:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -23,6 +24,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -114,9 +116,11 @@ def check_lines(text: str, *, gunicorn: bool) -> list[dict[str, Any]]:
     return parsed
 
 
-def test_werkzeug_writes_only_json_lines_whatever_the_client_sends(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def flask_run(errors: Path) -> Iterator[int]:
+    """``flask run`` serving the end-to-end app on a free port, its standard error written
+    to *errors*; stopped by its PID on the way out."""
     port = free_port()
-    errors = tmp_path / "stderr.txt"
     with errors.open("wb") as stream:
         process = subprocess.Popen(
             [
@@ -139,9 +143,15 @@ def test_werkzeug_writes_only_json_lines_whatever_the_client_sends(tmp_path: Pat
         )
     try:
         wait_for("flask run to answer", lambda: _answers(port), 30.0)
-        attack(port)
+        yield port
     finally:
         stop_process(process)
+
+
+def test_werkzeug_writes_only_json_lines_whatever_the_client_sends(tmp_path: Path) -> None:
+    errors = tmp_path / "stderr.txt"
+    with flask_run(errors) as port:
+        attack(port)
     parsed = check_lines(errors.read_text(errors="replace"), gunicorn=False)
     # werkzeug's own request lines are JSON lines too, beside the access lines.
     assert any(p.get("logger") == "werkzeug" for p in parsed)
@@ -180,35 +190,11 @@ def _answers(port: int) -> bool:
 
 
 @pytest.fixture(scope="module")
-def flask_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """``flask run`` serving the end-to-end app, its standard error kept in a file."""
-    port = free_port()
+def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
+    """One ``flask run`` for the fuzzing below: its port, and its standard error's file."""
     errors = tmp_path_factory.mktemp("fuzz") / "stderr.txt"
-    with errors.open("wb") as stream:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "flask",
-                "--app",
-                APP,
-                "run",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            cwd=ROOT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=stream,
-        )
-    try:
-        wait_for("flask run to answer", lambda: _answers(port), 30.0)
-        yield port, errors, process
-    finally:
-        stop_process(process)
+    with flask_run(errors) as port:
+        yield port, errors
 
 
 #: Header names a client may send (tokens), and values: printable latin-1 without CR/LF.
@@ -239,11 +225,11 @@ SENT: dict[str, int] = {"requests": 0, "bytes": 0}
     path=st.sampled_from(["/ok", "/items/7", "/items", "/no/such"]),
 )
 def test_fuzzed_headers_never_fail_a_request_nor_move_a_size(
-    flask_run: Any, headers: dict[str, str], body: bytes, path: str
+    fuzzed: tuple[int, Path], headers: dict[str, str], body: bytes, path: str
 ) -> None:
     import http.client
 
-    port, _errors, _process = flask_run
+    port, _errors = fuzzed
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
         headers = {k: v.strip() for k, v in headers.items() if k.lower() != "content-length"}
@@ -260,11 +246,11 @@ def test_fuzzed_headers_never_fail_a_request_nor_move_a_size(
 
 
 def test_after_the_fuzzing_every_line_is_json_and_sizes_are_the_bytes_sent(
-    flask_run: Any,
+    fuzzed: tuple[int, Path],
 ) -> None:
     from ..e2e.servers import scrape
 
-    port, errors, _process = flask_run
+    port, errors = fuzzed
     families = scrape(port)
     sizes = {
         sample.name: sample.value
