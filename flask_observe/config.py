@@ -18,6 +18,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
+from urllib.parse import unquote
 
 __all__ = ["ConfigError", "Settings", "load_settings", "set_defaults"]
 
@@ -113,6 +114,8 @@ class Settings:
     tracing_queue_size: Optional[int]
     tracing_batch_size: Optional[int]
     service_version: Optional[str]
+    service_environment: Optional[str]
+    gcp_project: Optional[str]
     health_enabled: bool
     health_timeout: float
     health_cache_seconds: float
@@ -460,6 +463,16 @@ def _selector(key: str, value: Any) -> Optional[str]:
     )
 
 
+def _resource_attribute(name: str) -> Optional[str]:
+    """The attribute *name* of ``OTEL_RESOURCE_ATTRIBUTES`` (``key=value,...``, values
+    percent-encoded), if set and not empty."""
+    for pair in os.environ.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
+        key, _, value = pair.partition("=")
+        if key.strip() == name and value.strip():
+            return unquote(value.strip())
+    return None
+
+
 # -- the keys --
 
 
@@ -495,7 +508,7 @@ _KEYS: Mapping[str, _Key] = {
     "OBSERVE_METRICS_BEARER_TOKEN": _Key(None, _token),
     "OBSERVE_METRICS_ALLOW_NETWORKS": _Key(None, _networks),
     "OBSERVE_LOG_JSON": _Key(True, _bool),
-    "OBSERVE_LOG_FORMAT": _Key("json", _choice("json", "console")),
+    "OBSERVE_LOG_FORMAT": _Key("json", _choice("json", "console", "ecs", "gcp", "datadog")),
     "OBSERVE_LOG_LEVEL": _Key("INFO", _log_level),
     "OBSERVE_LOG_LOGGERS": _Key(None, _names),
     "OBSERVE_LOG_ROOT": _Key(False, _bool),
@@ -512,6 +525,8 @@ _KEYS: Mapping[str, _Key] = {
     "OBSERVE_TRACING_QUEUE_SIZE": _Key(None, _optional_count),
     "OBSERVE_TRACING_BATCH_SIZE": _Key(None, _optional_count),
     "OBSERVE_SERVICE_VERSION": _Key(None, _optional_str),
+    "OBSERVE_SERVICE_ENVIRONMENT": _Key(None, _optional_str),
+    "OBSERVE_GCP_PROJECT": _Key(None, _optional_str),
     "OBSERVE_HEALTH_ENABLED": _Key(True, _bool),
     "OBSERVE_HEALTH_TIMEOUT": _Key(2.0, _positive_number),
     "OBSERVE_HEALTH_CACHE_SECONDS": _Key(1.0, _seconds),
@@ -614,6 +629,28 @@ def load_settings(
         )
     # OpenTelemetry's own variable comes next, so that all three pillars agree.
     service_name = get("OBSERVE_SERVICE_NAME") or os.environ.get("OTEL_SERVICE_NAME") or app_name
+    # Where each platform's own tooling sets them: Datadog's unified service tags, then
+    # OpenTelemetry's resource.
+    service_version = (
+        get("OBSERVE_SERVICE_VERSION")
+        or os.environ.get("DD_VERSION")
+        or _resource_attribute("service.version")
+    )
+    service_environment = (
+        get("OBSERVE_SERVICE_ENVIRONMENT")
+        or os.environ.get("DD_ENV")
+        or _resource_attribute("deployment.environment.name")
+        or _resource_attribute("deployment.environment")
+    )
+    log_format = get("OBSERVE_LOG_FORMAT")
+    gcp_project = get("OBSERVE_GCP_PROJECT") or os.environ.get("GOOGLE_CLOUD_PROJECT")
+    if log_format == "gcp" and get("OBSERVE_LOG_JSON") and gcp_project is None:
+        raise ConfigError(
+            "OBSERVE_GCP_PROJECT",
+            None,
+            "the Google Cloud project ID with OBSERVE_LOG_FORMAT = 'gcp', whose trace field "
+            "names it (or GOOGLE_CLOUD_PROJECT in the environment)",
+        )
     # Prometheus names a service by its scrape job: the quickstart's job is the service name.
     selector = get("OBSERVE_RULES_SELECTOR") or f"job={json.dumps(service_name)}"
     return Settings(
@@ -642,7 +679,7 @@ def load_settings(
         metrics_bearer_token=get("OBSERVE_METRICS_BEARER_TOKEN"),
         metrics_allow_networks=get("OBSERVE_METRICS_ALLOW_NETWORKS"),
         log_json=get("OBSERVE_LOG_JSON"),
-        log_format=get("OBSERVE_LOG_FORMAT"),
+        log_format=log_format,
         log_level=get("OBSERVE_LOG_LEVEL"),
         log_loggers=get("OBSERVE_LOG_LOGGERS") or (),
         log_root=get("OBSERVE_LOG_ROOT"),
@@ -658,7 +695,9 @@ def load_settings(
         tracing_sample_ratio=get("OBSERVE_TRACING_SAMPLE_RATIO"),
         tracing_queue_size=get("OBSERVE_TRACING_QUEUE_SIZE"),
         tracing_batch_size=get("OBSERVE_TRACING_BATCH_SIZE"),
-        service_version=get("OBSERVE_SERVICE_VERSION"),
+        service_version=service_version,
+        service_environment=service_environment,
+        gcp_project=gcp_project,
         health_enabled=get("OBSERVE_HEALTH_ENABLED"),
         health_timeout=get("OBSERVE_HEALTH_TIMEOUT"),
         health_cache_seconds=get("OBSERVE_HEALTH_CACHE_SECONDS"),

@@ -17,6 +17,7 @@ from .exposition import metrics_blueprint
 from .functions import FunctionMetrics
 from .health import HealthChecks, HealthMetrics, HealthMonitor, health_blueprint, make_check
 from .logs import LogSink, install_logging
+from .logs.handler import LOST_REASONS
 from .metrics import HttpMetrics, HttpRecorder
 from .multiprocess import MultiprocessRecorder, multiprocess_dir, registry_for_families
 from .observation import Sink
@@ -179,6 +180,8 @@ class Observe:
             http_metrics.errors.labels(name)
         for reason in DROP_REASONS:
             http_metrics.spans_dropped.labels(reason)
+        for reason in LOST_REASONS:
+            http_metrics.log_lines_lost.labels(reason)
         function_metrics = FunctionMetrics.for_registry(families)
         saturation_metrics = SaturationMetrics.for_registry(families)
         saturation = Saturation()
@@ -199,7 +202,7 @@ class Observe:
             )
             mode = "contrib"
         if settings.log_json:
-            install_logging(app.name, settings)
+            install_logging(app.name, settings, on_lost=http_metrics.log_line_lost)
         sinks: list[Sink] = []
         if mode == "native":
             sinks.append(TraceSink(tracer))

@@ -304,6 +304,13 @@ class HttpMetrics:
             ("sink",),
             registry=registry,
         )
+        self.log_lines_lost = Counter(
+            "flask_observe_log_lines_lost",
+            "Log lines not written, by reason: a closed or broken stream, an encoding, or a "
+            "repeated warning of a library held back.",
+            ("reason",),
+            registry=registry,
+        )
         self.spans_dropped = Counter(
             "flask_observe_spans_dropped",
             "Finished spans that never reached the exporter's backend, by reason.",
@@ -341,6 +348,10 @@ class HttpMetrics:
                 f"the size buckets this registry already uses, {metrics.size_buckets}",
             )
         return metrics
+
+    def log_line_lost(self, reason: str) -> None:
+        """Count one log line lost for *reason*."""
+        self.log_lines_lost.labels(reason).inc()
 
     def spans_dropped_by(self, reason: str, count: int, check: Optional[str] = None) -> None:
         """Count *count* spans lost for *reason*; warn the first time for each reason, with

@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import TracerProvider
 
 from ..config import Settings
-from ..logs import Redactor
+from ..logs.redaction import Redactor
 from .buffers import Ring
 from .figures import History
 from .loglines import ConsoleLogHandler, attach_log_handler

@@ -67,3 +67,38 @@ def test_a_depth_that_is_no_finite_number_is_counted_not_shown(depth: Any) -> No
     assert depths is None or sample_value(depths, queue="jobs") is None
     errors = families["app_queue_depth_errors"]
     assert sample_value(errors, "_total", queue="jobs") == 1.0
+
+
+class _Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("cannot say")
+
+    __repr__ = __str__
+
+
+class _UnprintableError(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("cannot say")
+
+
+def test_hostile_log_fields_still_make_one_line_each(capsys: pytest.CaptureFixture[str]) -> None:
+    """bytes as base64, as the docs say; an object or exception that cannot be printed."""
+    import json
+
+    from flask_observe import get_logger
+
+    app = Flask("shop")
+    Observe(app, registry=CollectorRegistry())
+    log = get_logger("hostile.fields")
+    capsys.readouterr()
+    with app.app_context():
+        log.info("bytes", data=b"\x00abc\xff")
+        log.info("object", thing=_Unprintable())
+        log.info("exception", error=_UnprintableError())
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 3
+    data, thing, error = (json.loads(line) for line in lines)
+    assert data["data"] == "AGFiY_8="
+    assert thing["thing"] == "__could_not_encode__"
+    assert error["event"] == "exception"
+    assert "log_error" in error
