@@ -69,6 +69,10 @@ class ConsoleLogHandler(logging.Handler):
         except Exception:
             self.handleError(record)
 
+    def handleError(self, record: logging.LogRecord) -> None:
+        """Leave out a line the console could not keep. The default would print a traceback
+        on stderr, where every line is JSON, for a line that stderr has anyway."""
+
 
 def attach_log_handler(handler: ConsoleLogHandler, loggers: Iterable[Optional[str]]) -> None:
     """Put *handler* on each of *loggers* (``None``: the root), once along each line of

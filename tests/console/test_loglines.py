@@ -8,6 +8,7 @@ import json
 import logging
 import weakref
 
+import pytest
 from flask import current_app, request
 
 from flask_observe import get_logger
@@ -26,6 +27,18 @@ def _lines(app: object) -> list[dict[str, object]]:
     return parse_lines(app.extensions["observe"].console.logs.items())  # type: ignore[attr-defined]
 
 
+def _log_to(handler: logging.Handler, event: str, **extra: object) -> None:
+    """Log a warning to *handler* alone, through a logger of the test's own."""
+    logger = logging.getLogger("tests.console.alone")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.warning(event, extra=extra)
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = True
+
+
 def test_lines_carry_the_request_and_trace_ids(console_app: ConsoleApp) -> None:
     app = console_app()
 
@@ -42,6 +55,21 @@ def test_lines_carry_the_request_and_trace_ids(console_app: ConsoleApp) -> None:
     assert paid["request_id"] == access["request_id"] == response.headers["X-Request-ID"]
     assert paid["order_id"] == 7
     assert paid["card_token"] == "[REDACTED]"
+
+
+@pytest.mark.parametrize("log_format", ["console", "ecs", "gcp", "datadog"])
+def test_the_console_keeps_its_own_field_names_whatever_the_preset_on_stderr(
+    console_app: ConsoleApp, log_format: str
+) -> None:
+    # Its filters and the trace page look lines up by request_id and trace_id.
+    app = console_app(OBSERVE_LOG_FORMAT=log_format, OBSERVE_GCP_PROJECT="shop-prod")
+    client = app.test_client()
+    response = client.get("/orders/3")
+    trace_id = trace_id_of(response)
+    data = client.get(f"/observe/api/logs?trace_id={trace_id}").get_json()
+    (access,) = data["lines"]
+    assert access["request_id"] == response.headers["X-Request-ID"]
+    assert access["status"] == 200
 
 
 def test_the_patterns_of_observe_log_redact_hold(console_app: ConsoleApp) -> None:
@@ -68,20 +96,27 @@ def test_the_ring_bounds_the_lines_kept(console_app: ConsoleApp) -> None:
 
 def test_a_huge_line_is_kept_clipped() -> None:
     ring: Ring[str] = Ring(5)
-    handler = ConsoleLogHandler(ring, service="shop", redact=())
-    logger = logging.getLogger("tests.console.huge")
-    logger.addHandler(handler)
-    logger.propagate = False
-    try:
-        logger.warning("big", extra={"blob": "x" * 100_000})
-    finally:
-        logger.removeHandler(handler)
-        logger.propagate = True
+    _log_to(ConsoleLogHandler(ring, service="shop", redact=()), "big", blob="x" * 100_000)
     (line,) = ring.items()
     assert len(line) < 2 * MAX_LINE_CHARS
     data = json.loads(line)
     assert data["event"] == "big"
     assert data["blob"].endswith("[clipped by the console]")
+
+
+def test_a_line_the_console_cannot_keep_writes_nothing_on_stderr(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    class Broken(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            raise RuntimeError("cannot")
+
+    ring: Ring[str] = Ring(5)
+    handler = ConsoleLogHandler(ring, service="shop", redact=())
+    handler.setFormatter(Broken())
+    _log_to(handler, "kept nowhere")
+    assert capsys.readouterr().err == ""
+    assert ring.items() == []
 
 
 def test_the_handler_is_attached_once_per_line_of_loggers_and_replaced() -> None:
