@@ -1,8 +1,9 @@
 """The fixed paths flask-observe answers at, and the app's own routes that would take them.
 
-``/metrics`` and the health endpoints are blueprints of the app. A route of the app's own at
-one of their paths would share it with them: Flask answers each method with whichever was
-registered first, so one of the two silently loses some of its requests. ``init_app``
+``/metrics``, the health endpoints and the console are blueprints of the app. A route of the
+app's own at one of their paths (or below the console's) would share it with them: Flask
+answers each method with whichever was registered first, so one of the two silently loses
+some of its requests. ``init_app``
 refuses the routes already there; ``flask observe check`` lists any, however late they
 were added.
 """

@@ -107,6 +107,27 @@ def test_an_app_route_beside_the_console_is_fine() -> None:
     _observe(app, OBSERVE_CONSOLE_ENABLED=True)
 
 
+def test_a_route_added_below_the_console_later_is_listed_by_the_check() -> None:
+    app = _observe(Flask("shop"), OBSERVE_CONSOLE_ENABLED=True)
+
+    @app.get("/observe/orders")
+    def late_orders() -> str:
+        return "mine"
+
+    result = app.test_cli_runner().invoke(args=["observe", "check", "--strict"])
+    assert result.exit_code == 1
+    assert (
+        "OBSERVE_CONSOLE_PATH: the app's own view 'late_orders' answers at /observe/orders"
+        in result.output
+    )
+
+
+def test_the_consoles_own_routes_are_no_collision() -> None:
+    app = _observe(Flask("shop"), OBSERVE_CONSOLE_ENABLED=True)
+    result = app.test_cli_runner().invoke(args=["observe", "check"])
+    assert "answers at" not in result.output
+
+
 def test_the_check_hides_the_console_token() -> None:
     app = _observe(Flask("shop"), OBSERVE_CONSOLE_TOKEN="s3cr3t-console")
     output = app.test_cli_runner().invoke(args=["observe", "check"]).output
