@@ -4,9 +4,11 @@ the console changes nothing it shows, and that hostile input is shown escaped.""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from flask import Flask
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 
 from flask_observe import get_logger, traced
 
@@ -138,6 +140,26 @@ def test_a_trace_shows_its_spans_and_its_log_lines(console_app: ConsoleApp) -> N
     assert "checkout.pay" in html
     assert "card declined" in html
     assert "hunter2" not in html
+
+
+def test_an_exemplars_link_opens_its_trace_on_the_console(console_app: ConsoleApp) -> None:
+    # Without a trace backend, OBSERVE_TRACE_URL_TEMPLATE may point at the trace page: the
+    # trace ID of a latency bucket's exemplar then opens that request's trace.
+    template = "http://127.0.0.1:5000/observe/traces/{trace_id}"
+    app = console_app(OBSERVE_TRACE_URL_TEMPLATE=template)
+    client = app.test_client()
+    response = client.get("/orders/9")
+    body = client.get(
+        "/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"}
+    ).get_data(as_text=True)
+    (family,) = [f for f in parse_openmetrics(body) if f.name == "http_request_duration_seconds"]
+    (exemplar,) = [s.exemplar for s in family.samples if s.exemplar is not None]
+    trace_id = exemplar.labels["trace_id"]
+    assert trace_id == trace_id_of(response)
+    url = urlsplit(template.format(trace_id=trace_id))
+    page = client.get(url.path)
+    assert page.status_code == 200
+    assert "GET /orders/&lt;int:order_id&gt;" in page.get_data(as_text=True)
 
 
 def test_span_attributes_are_redacted(console_app: ConsoleApp) -> None:
