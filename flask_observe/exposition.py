@@ -80,17 +80,23 @@ def negotiate(accept: Optional[str]) -> tuple[Encoder, str]:
     return _TEXT
 
 
-def _client_allowed(address: Optional[str], networks: Sequence[Network]) -> bool:
+def client_ips(address: Optional[str]) -> list[Any]:
+    """The IP addresses a client's *address* stands for: none when it is not one, the
+    address, and for an IPv4 address mapped into IPv6 (a dual-stack socket's
+    ``::ffff:127.0.0.1``) the IPv4 address too. A zone (``%eth0``) is left out."""
     if not address:
-        return False
+        return []
     try:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
-        return False
-    candidates: list[Any] = [ip]
+        return []
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        candidates.append(ip.ipv4_mapped)
-    return any(c in network for c in candidates for network in networks)
+        return [ip, ip.ipv4_mapped]
+    return [ip]
+
+
+def _client_allowed(address: Optional[str], networks: Sequence[Network]) -> bool:
+    return any(ip in network for ip in client_ips(address) for network in networks)
 
 
 def bearer_matches(authorization: Optional[str], token: str) -> bool:

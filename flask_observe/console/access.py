@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 from typing import Optional
 
 from flask import Request, Response
 
-from ..exposition import bearer_matches
+from ..exposition import bearer_matches, client_ips
 
 __all__ = [
     "COOKIE",
@@ -57,15 +56,7 @@ SECURITY_HEADERS = {
 
 
 def _loopback(address: Optional[str]) -> bool:
-    if not address:
-        return False
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_loopback
+    return any(ip.is_loopback for ip in client_ips(address))
 
 
 def _local_host(host: str) -> bool:

@@ -196,28 +196,25 @@ def login() -> Response:
     if not hmac.compare_digest(given.encode("utf-8", "replace"), token.encode("utf-8")):
         return _render("login.html", 401, failed=True, page=None)
     response: Response = redirect(url_for(f"{NAME}.routes"), 303)  # type: ignore[assignment]
-    response.set_cookie(
-        COOKIE,
-        cookie_value(token),
-        path=_console().settings.console_path + "/",
-        httponly=True,
-        samesite="Strict",
-        secure=request.is_secure,
-    )
+    response.set_cookie(COOKIE, cookie_value(token), **_cookie_options())
     return response
 
 
 def logout() -> Response:
     """Forget the login cookie."""
     response: Response = redirect(url_for(f"{NAME}.login"), 303)  # type: ignore[assignment]
-    response.delete_cookie(
-        COOKIE,
-        path=_console().settings.console_path + "/",
-        httponly=True,
-        samesite="Strict",
-        secure=request.is_secure,
-    )
+    response.delete_cookie(COOKIE, **_cookie_options())
     return response
+
+
+def _cookie_options() -> dict[str, Any]:
+    """The login cookie's attributes; deleting it takes the same ones as setting it."""
+    return {
+        "path": _console().settings.console_path + "/",
+        "httponly": True,
+        "samesite": "Strict",
+        "secure": request.is_secure,
+    }
 
 
 # -- the JSON API --
