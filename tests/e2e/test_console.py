@@ -39,3 +39,8 @@ def test_the_console_shows_every_workers_figures_and_names_its_own(
     page = request(server.port, "GET", "/observe/")
     assert f"Worker pid {page.headers['x-worker-pid']}" in page.text
     assert "every worker" in page.text
+    # The traces and the lines are the answering worker's own: each page says whose.
+    for path in ("/observe/traces", "/observe/logs"):
+        page = request(server.port, "GET", path)
+        assert page.status == 200, page.text
+        assert f"Worker pid {page.headers['x-worker-pid']}" in page.text
