@@ -117,6 +117,19 @@ def _plain(status: int, message: str, **headers: str) -> Response:
     return Response(message + "\n", status=status, mimetype="text/plain", headers=headers)
 
 
+def scraped_registry(state: Any) -> CollectorRegistry:
+    """What a scrape of the app reads: its registry, or under multiprocess mode every
+    worker's files, once this worker has written its saturation figures to its own."""
+    files = state.multiprocess_dir
+    if files is None:
+        return state.registry  # type: ignore[no-any-return]
+    try:
+        state.saturation_metrics.write_files()
+    except Exception:  # the figures of one worker are never worth a failed scrape
+        _log.exception("Could not write this worker's saturation figures to its files")
+    return files_registry(files)
+
+
 def metrics_view() -> Response:
     """Serve the app's registry in the format and encoding the scraper asks for."""
     state = current_app.extensions["observe"]
@@ -130,13 +143,7 @@ def metrics_view() -> Response:
             401, "Unauthorized: a bearer token is required.", **{"WWW-Authenticate": "Bearer"}
         )
     encoder, content_type = negotiate(request.headers.get("Accept"))
-    files = state.multiprocess_dir
-    if files is not None:
-        try:
-            state.saturation_metrics.write_files()
-        except Exception:  # the figures of one worker are never worth a failed scrape
-            _log.exception("Could not write this worker's saturation figures to its files")
-    body = encoder(state.registry if files is None else files_registry(files))
+    body = encoder(scraped_registry(state))
     headers = {"Vary": "Accept, Accept-Encoding", "Cache-Control": "no-store"}
     if request.accept_encodings["gzip"] > 0:
         body = gzip.compress(body, compresslevel=6)

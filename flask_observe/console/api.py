@@ -8,7 +8,6 @@ attributes with :data:`OBSERVE_LOG_REDACT` as log fields are.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 from datetime import datetime, timezone
@@ -16,7 +15,7 @@ from typing import Any, Optional
 
 from flask import Flask
 
-from ..multiprocess import files_registry
+from ..exposition import scraped_registry
 from .figures import alerts_now, route_figures, saturation_gauges
 from .install import Console
 from .loglines import parse_lines
@@ -59,13 +58,7 @@ def worker(console: Console) -> dict[str, Any]:
 
 
 def _families(state: Any) -> list[Any]:
-    files = state.multiprocess_dir
-    if files is None:
-        return list(state.registry.collect())
-    # As for a scrape: this worker's gauges are not worth a failed page.
-    with contextlib.suppress(Exception):
-        state.saturation_metrics.write_files()
-    return list(files_registry(files).collect())
+    return list(scraped_registry(state).collect())
 
 
 def _health(console: Console, app: Flask, state: Any) -> Optional[dict[str, Any]]:
