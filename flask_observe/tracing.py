@@ -122,6 +122,22 @@ def _server_attributes_of(environ: Mapping[str, Any]) -> dict[str, Any]:
     return attributes
 
 
+def _request_attributes(environ: Mapping[str, Any], method: str, raw_method: str) -> dict[str, Any]:
+    """A request span's attributes at its start, from the request's environ."""
+    attributes: dict[str, Any] = {"http.request.method": method}
+    if method == "_OTHER":
+        attributes["http.request.method_original"] = raw_method[:64]
+    attributes.update(_server_attributes_of(environ))
+    attributes["url.path"] = environ.get("PATH_INFO") or "/"
+    client = environ.get("REMOTE_ADDR")
+    if client:
+        attributes["client.address"] = client
+    agent = environ.get("HTTP_USER_AGENT")
+    if agent:
+        attributes["user_agent.original"] = agent[:1024]
+    return attributes
+
+
 class TraceSink:
     """The ``native`` request span: started when the request arrives, as the current span
     while it is served, ended when its response is complete.
@@ -162,23 +178,21 @@ class TraceSink:
             return
         raw_method = environ.get("REQUEST_METHOD", "")
         method = raw_method if raw_method in _KNOWN_METHODS else "_OTHER"
-        attributes: dict[str, Any] = {"http.request.method": method}
-        if method == "_OTHER":
-            attributes["http.request.method_original"] = raw_method[:64]
-        attributes.update(_server_attributes_of(environ))
-        attributes["url.path"] = environ.get("PATH_INFO") or "/"
-        client = environ.get("REMOTE_ADDR")
-        if client:
-            attributes["client.address"] = client
-        agent = environ.get("HTTP_USER_AGENT")
-        if agent:
-            attributes["user_agent.original"] = agent[:1024]
         name = "HTTP" if method == "_OTHER" else method
         if self._start_trusted is not None:
-            span = self._start_trusted(name, parent, SpanKind.SERVER, attributes)
+            # Made only if the span records: most requests of a sampled service do not.
+            span = self._start_trusted(
+                name,
+                parent,
+                SpanKind.SERVER,
+                lambda: _request_attributes(environ, method, raw_method),
+            )
         else:
             span = self._tracer.start_span(
-                name, context=parent, kind=SpanKind.SERVER, attributes=attributes
+                name,
+                context=parent,
+                kind=SpanKind.SERVER,
+                attributes=_request_attributes(environ, method, raw_method),
             )
         # In the extracted context, so that its baggage is current too.
         current = trace.set_span_in_context(span, parent)
@@ -196,8 +210,8 @@ class TraceSink:
             return  # no provider, and no trace context came with the request
         span, token, current = observation.span
         try:
-            if span is None:
-                return
+            if span is None or not span.is_recording():
+                return  # nothing to set on a span that is not sampled; it has no end to tell
             route = observation.route
             status = observation.status or 500
             attributes: dict[str, Any] = {"http.response.status_code": status}
