@@ -434,17 +434,14 @@ class Call:
     def _finish(self, status: Optional[int], error: Optional[BaseException]) -> None:
         duration = time.perf_counter() - self._start
         state = self._state
+        span = self._span
+        # Each part on its own: a broken store still lets the span end, and the reverse.
         try:
-            span = self._span
-            ids = span_ids(span if span is not None else trace.get_current_span())
             if state.metrics is not None:
-                if status is not None:
-                    label = str(status)
-                else:
-                    label = state.metrics.error_label(type(error).__name__)
-                state.metrics.record(
-                    self._method, self._peer, label, duration, None if ids is None else ids[0]
-                )
+                self._count(state.metrics, status, error, duration)
+        except Exception:
+            _failed(state)
+        try:
             if span is not None:
                 self._end_span(span, status, error)
             if state.log:
@@ -465,6 +462,20 @@ class Call:
                     context.detach(token)
                 except Exception:
                     _failed(state)
+
+    def _count(
+        self,
+        metrics: ClientMetrics,
+        status: Optional[int],
+        error: Optional[BaseException],
+        duration: float,
+    ) -> None:
+        name = type(error).__name__
+        label = str(status) if status is not None else metrics.error_label(name)
+        # The call's own span, or the one current (an instrumentation inside made the
+        # call's): the exemplar needs only the trace.
+        ids = span_ids(self._span if self._span is not None else trace.get_current_span())
+        metrics.record(self._method, self._peer, label, duration, None if ids is None else ids[0])
 
     @staticmethod
     def _end_span(span: Any, status: Optional[int], error: Optional[BaseException]) -> None:
