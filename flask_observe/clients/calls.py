@@ -79,6 +79,15 @@ _SUPPRESS_ALL: str = getattr(
 #: The key some instrumentations still set under its plain name.
 _SUPPRESS_ALL_PLAIN = "suppress_instrumentation"
 
+try:
+    # Flask's own context variables (2.2 and later): one look-up each, where asking through
+    # has_app_context() and the current_app and request proxies costs microseconds a call.
+    from flask.globals import _cv_app, _cv_request
+
+    _contexts_known = True
+except ImportError:  # pragma: no cover - a Flask that keeps its contexts elsewhere
+    _contexts_known = False
+
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 #: How many host verdicts a pattern list remembers: hosts are few; hostile ones not kept.
 _MAX_VERDICTS = 1024
@@ -276,11 +285,16 @@ def observer_for(library: str) -> Optional[ClientState]:
         current = context.get_current()
         if current.get(_IN_CALL) or current.get(_SUPPRESS_ALL) or current.get(_SUPPRESS_ALL_PLAIN):
             return None
-        if has_app_context():
-            state: Optional[ClientState] = getattr(
-                current_app.extensions.get("observe"), "clients", None
-            )
-        else:
+        state: Optional[ClientState]
+        if _contexts_known:
+            app_context = _cv_app.get(None)
+            if app_context is None:
+                state = _default
+            else:
+                state = getattr(app_context.app.extensions.get("observe"), "clients", None)
+        elif has_app_context():  # pragma: no cover
+            state = getattr(current_app.extensions.get("observe"), "clients", None)
+        else:  # pragma: no cover
             state = _default
         if state is None or library not in state.libraries:
             return None
@@ -299,16 +313,22 @@ def _propagator() -> tuple[TextMapPropagator, frozenset[str]]:
     propagator = propagate.get_global_textmap()
     seen, fields = _fields
     if seen is not propagator:
-        fields = frozenset(propagator.fields)
+        fields = frozenset(field.lower() for field in propagator.fields)
         _fields = (propagator, fields)
     return propagator, fields
 
 
 def _request_id() -> Optional[str]:
     """The ID of the request being served in this context, if flask-observe gave it one."""
-    if not has_request_context():
+    if _contexts_known:
+        request_context = _cv_request.get(None)
+        if request_context is None:
+            return None
+        observation = request_context.request.environ.get(ENVIRON_KEY)
+    elif has_request_context():  # pragma: no cover
+        observation = request.environ.get(ENVIRON_KEY)
+    else:  # pragma: no cover
         return None
-    observation = request.environ.get(ENVIRON_KEY)
     request_id: Optional[str] = getattr(observation, "request_id", None)
     return request_id
 
@@ -369,13 +389,14 @@ class Call:
         self._peer = peer if metrics is None else metrics.peer_label(peer, state.max_peers)
         parent = context.get_current()
         propagator, fields = _propagator()
+        # Lower-cased once: a case-insensitive mapping's `in` raises and catches KeyError
+        # for each name it lacks.
+        sent = {name.lower() for name in headers}
         # Another instrumentation makes the call's span and writes its trace headers: one
         # outside this hook has already (OpenTelemetry's contrib one, which suppresses the
         # others inside it), or one inside will (contrib mode). Counting is what is left.
         traced_elsewhere = (
-            library in state.contrib
-            or parent.get(_SUPPRESS_HTTP)
-            or any(field in headers for field in fields)
+            library in state.contrib or parent.get(_SUPPRESS_HTTP) or not fields.isdisjoint(sent)
         )
         current = context.set_value(_IN_CALL, True, parent)
         if not traced_elsewhere and state.spans:
@@ -405,7 +426,7 @@ class Call:
             if not traced_elsewhere:
                 propagator.inject(headers, context=current)
             header = state.request_id_header
-            if header is not None and header not in headers:
+            if header is not None and header.lower() not in sent:
                 request_id = _request_id()
                 if request_id is not None:
                     headers[header] = request_id
