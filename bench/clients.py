@@ -1,7 +1,8 @@
 """What observing an outgoing ``requests`` call costs.
 
-Run with ``python bench/clients.py``. Two measures, each in interleaved rounds (order
-shuffled every round, the garbage collector paused inside a timed batch), medians printed:
+Run with ``python bench/clients.py``, pinned to one CPU as ``bench/overhead.py`` is. Two
+measures, each in interleaved rounds (order shuffled every round, the garbage collector
+paused inside a timed batch), medians printed:
 
 - **the recording alone**: ``Session.send``'s wrapper around a send that answers at once,
   so that only flask-observe's work is timed: a call of an app that does not list
@@ -19,20 +20,19 @@ The numbers are for reading, not for CI.
 from __future__ import annotations
 
 import argparse
-import gc
 import platform
 import random
 import socket
 import statistics
 import sys
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.metadata import version
 from typing import Any, Callable
 
 import requests
 from flask import Flask
+from overhead import pin_to_one_cpu, timed_batch
 from prometheus_client import CollectorRegistry
 
 from flask_observe import Observe
@@ -72,15 +72,7 @@ def _batch(case: Case, calls: int) -> float:
     its app, the collector paused."""
     app, fn = case
     with app.test_request_context():
-        gc.collect()
-        gc.disable()
-        try:
-            start = time.perf_counter()
-            for _ in range(calls):
-                fn()
-            return (time.perf_counter() - start) / calls * 1e6
-        finally:
-            gc.enable()
+        return timed_batch(fn, calls)
 
 
 def _rounds(cases: dict[str, Case], calls: int, rounds: int) -> dict[str, float]:
@@ -181,6 +173,7 @@ def main(argv: Any = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=2000, help="calls per batch (2000)")
     parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds (7)")
+    parser.add_argument("--all-cpus", action="store_true", help="do not pin the process to one CPU")
     args = parser.parse_args(argv)
     if not (1 <= args.calls <= 100_000 and 1 <= args.rounds <= 50):
         parser.error("--calls from 1 to 100000, --rounds from 1 to 50")
@@ -188,6 +181,7 @@ def main(argv: Any = None) -> int:
         f"Python {platform.python_version()}, requests {version('requests')}, "
         f"opentelemetry-sdk {version('opentelemetry-sdk')}"
     )
+    pin_to_one_cpu(enabled=not args.all_cpus)
     print("The recording alone (a send that answers at once), us per call:")
     alone = recording(args.calls, args.rounds)
     for name, value in alone.items():

@@ -7,15 +7,14 @@ service ``inventory``, so a slow order's trace continues here, under the order s
 call, and this service's log lines carry the same ``trace_id``.
 
 ``python -m example_app`` serves it next to the order service and points the checkout at
-it; ``python -m example_app.inventory --port 5001`` serves it alone.
+it; ``flask --app example_app.inventory:create_inventory_app run --port 5001`` serves it
+alone.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import random
-import sys
 import time
 from collections.abc import Mapping
 from typing import Any, Optional
@@ -28,7 +27,7 @@ from flask_observe import Observe, get_logger
 
 from .settings import Step, load_settings
 
-__all__ = ["SERVICE_NAME", "create_inventory_app", "main"]
+__all__ = ["SERVICE_NAME", "create_inventory_app"]
 
 #: The ``service`` of the inventory's metrics, spans and log lines.
 SERVICE_NAME = "inventory"
@@ -84,33 +83,3 @@ def create_inventory_app(
         return jsonify(reserved=len(items))
 
     return app
-
-
-def main(argv: Optional[list[str]] = None) -> int:
-    """Serve the inventory service alone."""
-    from werkzeug.serving import make_server
-
-    parser = argparse.ArgumentParser(
-        prog="python -m example_app.inventory", description="Run the example inventory service."
-    )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
-    parser.add_argument("--port", type=int, default=5001, help="port to listen on (5001)")
-    args = parser.parse_args(argv)
-    try:
-        app = create_inventory_app()
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    server = make_server(args.host, args.port, app, threaded=True)
-    print(f"The example inventory service is running on port {server.server_port}.", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

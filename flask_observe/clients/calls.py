@@ -352,6 +352,12 @@ class Call:
         self._start = 0.0
 
     @classmethod
+    def observe(cls, library: str, describe: Describe, request: Any) -> Optional[Call]:
+        """:meth:`start` the call of *request* if :func:`observer_for` says to observe it."""
+        state = observer_for(library)
+        return None if state is None else cls.start(state, library, describe, request)
+
+    @classmethod
     def start(
         cls, state: ClientState, library: str, describe: Describe, request: Any
     ) -> Optional[Call]:
@@ -530,8 +536,7 @@ def observed(library: str, describe: Describe) -> Callable[[Send], Send]:
 
     def wrap(send: Send) -> Send:
         def observed_send(self: Any, request: Any, **kwargs: Any) -> Any:
-            state = observer_for(library)
-            call = None if state is None else Call.start(state, library, describe, request)
+            call = Call.observe(library, describe, request)
             if call is None:
                 return send(self, request, **kwargs)
             try:
@@ -553,8 +558,7 @@ def observed_async(library: str, describe: Describe) -> Callable[[Send], Send]:
 
     def wrap(send: Send) -> Send:
         async def observed_send(self: Any, request: Any, **kwargs: Any) -> Any:
-            state = observer_for(library)
-            call = None if state is None else Call.start(state, library, describe, request)
+            call = Call.observe(library, describe, request)
             if call is None:
                 return await send(self, request, **kwargs)
             try:

@@ -85,27 +85,22 @@ class _Bounds:
         self._lock = threading.Lock()
 
     def peer_label(self, peer: str, limit: int) -> str:
-        if peer in self._peers:
-            return peer
-        with self._lock:
-            if peer in self._peers:
-                return peer
-            if len(self._peers) >= limit:
-                return OTHER_PEER
-            self._peers.add(peer)
-        return peer
+        return self._admit(self._peers, peer, limit, OTHER_PEER)
 
     def error_label(self, name: str) -> str:
-        name = name[:_MAX_ERROR_CHARS]
-        if name in self._errors:
-            return name
+        return self._admit(self._errors, name[:_MAX_ERROR_CHARS], MAX_ERROR_NAMES, OTHER_ERROR)
+
+    def _admit(self, admitted: set[str], value: str, limit: int, overflow: str) -> str:
+        """*value*, if admitted already or while fewer than *limit* are; else *overflow*."""
+        if value in admitted:
+            return value
         with self._lock:
-            if name in self._errors:
-                return name
-            if len(self._errors) >= MAX_ERROR_NAMES:
-                return OTHER_ERROR
-            self._errors.add(name)
-        return name
+            if value in admitted:
+                return value
+            if len(admitted) >= limit:
+                return overflow
+            admitted.add(value)
+        return value
 
 
 class _PeerSeries:
