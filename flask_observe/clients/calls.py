@@ -23,6 +23,7 @@ one set of headers:
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 import threading
@@ -230,18 +231,9 @@ class ClientState:
     def outside_app(self) -> ClientState:
         """This state for calls made outside any app context, whose spans come from the
         global tracer provider, as ``@traced`` ones do there."""
-        return ClientState(
-            libraries=self.libraries,
-            contrib=self.contrib,
-            spans=self.spans,
-            tracer=None,
-            metrics=self.metrics,
-            hosts=self.hosts,
-            max_peers=self.max_peers,
-            request_id_header=self.request_id_header,
-            log=self.log,
-            on_error=self.on_error,
-        )
+        state = copy.copy(self)
+        state.tracer = None
+        return state
 
 
 #: The state of the app set up last, for calls made outside any app context (a thread of
