@@ -264,6 +264,20 @@ def test_the_debug_line_of_each_call(
     assert line["span_id"] == f"{client.context.span_id:016x}"
 
 
+def test_the_debug_line_of_a_refused_call_names_the_exception(
+    spans: Spans, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = caller(spans, CollectorRegistry(), OBSERVE_HTTP_CLIENT_LOG=True)
+    with app.test_request_context():
+        log_lines(capsys)
+        with pytest.raises(httpx.ConnectError):
+            call("async", "http://127.0.0.1:1/stock")
+    (line,) = [line for line in log_lines(capsys) if line.get("logger") == LOGGER]
+    (client,) = _client_spans(spans)
+    assert (line["peer"], line["method"], line["status"]) == ("127.0.0.1:1", "GET", "ConnectError")
+    assert line["span_id"] == f"{client.context.span_id:016x}"
+
+
 def test_no_debug_line_unless_asked(
     b_url: str, spans: Spans, capsys: pytest.CaptureFixture[str]
 ) -> None:

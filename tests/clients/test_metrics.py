@@ -6,10 +6,18 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+import pytest
 import requests
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
-from flask_observe.clients.metrics import MAX_ERROR_NAMES, OTHER_ERROR, OTHER_PEER, _Bounds
+from flask_observe.clients.metrics import (
+    MAX_ERROR_NAMES,
+    OTHER_ERROR,
+    OTHER_PEER,
+    _Bounds,
+    client_metrics,
+)
 
 from ..conftest import Spans, sample_value, scrape
 from .helpers import call, caller
@@ -72,6 +80,25 @@ def test_300_refused_peers_leave_at_most_101_peer_values(registry: CollectorRegi
     assert OTHER_PEER in peers
     assert sample_value(total, "_total", method="GET", peer=OTHER_PEER, status="ConnectionError")
     assert sum(s.value for s in total.samples if s.name.endswith("_total")) == 300
+
+
+@pytest.mark.parametrize("multiprocess", [False, True], ids=["one-process", "multiprocess"])
+def test_both_stores_bound_the_peers(multiprocess: bool) -> None:
+    """The store of multiprocess mode (prometheus_client's own types, whose values stay in
+    memory in a process without ``PROMETHEUS_MULTIPROC_DIR``) bounds them as the other."""
+    registry = CollectorRegistry()
+    metrics = client_metrics(registry, (0.1, 1.0), multiprocess=multiprocess)
+    for n in range(300):
+        peer = metrics.peer_label(f"10.0.{n // 250}.{n % 250}:80", 100)
+        metrics.record("GET", peer, metrics.error_label("ConnectTimeout"), 0.05, None)
+    families = {
+        f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())
+    }
+    total = families["http_client_requests"]
+    assert len({s.labels["peer"] for s in total.samples}) == 101
+    assert sample_value(total, "_total", method="GET", peer=OTHER_PEER, status="ConnectTimeout")
+    duration = families["http_client_request_duration_seconds"]
+    assert sample_value(duration, "_count", method="GET", peer=OTHER_PEER) == 200
 
 
 def test_the_peer_bound_is_configurable(b_url: str, registry: CollectorRegistry) -> None:

@@ -13,6 +13,31 @@ from flask_observe.clients.calls import HostPatterns, peer_of, redact_url
 from ..conftest import Spans, sample_value, scrape
 from .helpers import KINDS, call, caller
 
+#: What app A is called with: a sampled trace from upstream, its state and some baggage.
+INCOMING = {
+    "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    "tracestate": "upstream=t61rcWkgMzE",
+    "baggage": "tenant=acme",
+}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_trace_its_state_and_baggage_go_on_per_the_global_propagator(
+    b_url: str, spans: Spans, kind: str
+) -> None:
+    app = caller(spans, CollectorRegistry())
+    reply = app.test_client().get(
+        f"/call/{kind}", query_string={"url": f"{b_url}/echo"}, headers=INCOMING
+    )
+    body = reply.json["body"]
+    (client,) = [s for s in spans.finished() if s.name == "GET"]
+    assert body["traceparent"] == (
+        f"00-{INCOMING['traceparent'].split('-')[1]}-{client.context.span_id:016x}-01"
+    )
+    assert body["tracestate"] == INCOMING["tracestate"]
+    assert body["baggage"] == INCOMING["baggage"]
+    assert body["x-request-id"] == reply.headers["X-Request-ID"]
+
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_only_allowed_hosts_receive_the_headers(
@@ -21,14 +46,19 @@ def test_only_allowed_hosts_receive_the_headers(
     app = caller(spans, registry, OBSERVE_PROPAGATE_HOSTS=["localhost"])
     as_localhost = b_url.replace("127.0.0.1", "localhost")
     client = app.test_client()
-    allowed = client.get(f"/call/{kind}", query_string={"url": f"{as_localhost}/echo"}).json
-    other = client.get(f"/call/{kind}", query_string={"url": f"{b_url}/echo"}).json
+    allowed = client.get(
+        f"/call/{kind}", query_string={"url": f"{as_localhost}/echo"}, headers=INCOMING
+    ).json
+    other = client.get(
+        f"/call/{kind}", query_string={"url": f"{b_url}/echo"}, headers=INCOMING
+    ).json
     allowed, other = allowed["body"], other["body"]
     assert allowed["traceparent"]
     assert allowed["x-request-id"]
-    assert "traceparent" not in other
-    assert "tracestate" not in other
-    assert "x-request-id" not in other
+    assert allowed["tracestate"] == INCOMING["tracestate"]
+    assert allowed["baggage"] == INCOMING["baggage"]
+    for header in ("traceparent", "tracestate", "baggage", "x-request-id"):
+        assert header not in other
     # The other host's call has its span and is counted all the same.
     assert sorted(s.attributes["server.address"] for s in spans.finished() if s.name == "GET") == [
         "127.0.0.1",
