@@ -109,16 +109,23 @@ class Server:
     """gunicorn serving one kind, on a socket bound here to a free port of 127.0.0.1."""
 
     def __init__(
-        self, kind: Kind, workdir: Path, workers: int, multiprocess: bool, collector: str
+        self,
+        kind: Kind,
+        workdir: Path,
+        workers: int,
+        multiprocess: bool,
+        collector: str,
+        max_requests: int = 0,
     ) -> None:
         self.kind = kind
+        self.files: Optional[Path] = None
         env = dict(os.environ)
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = collector
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         # gunicorn >= 25.1 opens a control socket there, else in ~/.gunicorn, shared by all.
         env["XDG_RUNTIME_DIR"] = str(workdir)
         if multiprocess:
-            files = workdir / f"multiproc-{kind}"
+            files = self.files = workdir / f"multiproc-{kind}"
             files.mkdir()
             env["PROMETHEUS_MULTIPROC_DIR"] = str(files)
         self.log_path = workdir / f"gunicorn-{kind}.log"
@@ -137,6 +144,11 @@ class Server:
                     f"fd://{listener.fileno()}",
                     "--backlog",
                     "1024",
+                    # The hooks that fold a dead worker's files, as in production.
+                    "--config",
+                    str(ROOT / "bench" / "gunicorn_hooks.py"),
+                    "--max-requests",
+                    str(max_requests),
                     "--error-logfile",
                     str(self.log_path),
                     "--pythonpath",
@@ -184,13 +196,19 @@ class Server:
 
 @contextlib.contextmanager
 def servers(
-    kinds: tuple[Kind, ...], workers: int, multiprocess: bool, collector: str
+    kinds: tuple[Kind, ...],
+    workers: int,
+    multiprocess: bool,
+    collector: str,
+    max_requests: int = 0,
 ) -> Iterator[dict[Kind, Server]]:
     with tempfile.TemporaryDirectory(prefix="flask-observe-bench-") as tmp:
         started: dict[Kind, Server] = {}
         try:
             for kind in kinds:
-                started[kind] = Server(kind, Path(tmp), workers, multiprocess, collector)
+                started[kind] = Server(
+                    kind, Path(tmp), workers, multiprocess, collector, max_requests
+                )
             for server in started.values():
                 server.wait_ready()
             yield started
@@ -234,6 +252,21 @@ def wrk(wrk_path: str, port: int, seconds: float, connections: int) -> Result:
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30, check=True)
     return parse_wrk(done.stdout)
+
+
+def scrape_cost(server: Server) -> tuple[int, Optional[float]]:
+    """The ``.db`` files in *server*'s multiprocess directory, and the median of five
+    ``GET /metrics`` in milliseconds (``None`` for a kind that serves none)."""
+    assert server.files is not None
+    files = len(list(server.files.glob("*.db")))
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        status, _body = server.get("/metrics")
+        if status != 200:
+            return files, None
+        times.append((time.perf_counter() - start) * 1000)
+    return files, statistics.median(times)
 
 
 def counted_requests(server: Server) -> Optional[float]:
@@ -280,6 +313,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         help=f"apps to serve, of bench/overhead.py's: {', '.join(ALL_KINDS)} "
         f"(default: {' '.join(KINDS)}); bare is always one",
     )
+    parser.add_argument(
+        "--max-requests",
+        type=int,
+        default=0,
+        help="recycle each worker after this many requests, as gunicorn's option (0: never)",
+    )
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
     kinds: tuple[Kind, ...] = ("bare", *(k for k in dict.fromkeys(args.kinds) if k != "bare"))
@@ -314,6 +353,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                     f"  round {round_}  {LABELS[kind]:<30} {result.requests_per_second:>9.1f} "
                     f"req/s  p99 {result.p99_ms:>7.2f} ms  {result.cpu_us:>6.0f} us CPU/request"
                 )
+        scrapes = {kind: scrape_cost(server) for kind, server in running.items() if server.files}
         if "observe-full" in running:
             counted = counted_requests(running["observe-full"])
             sent = warmed["observe-full"].requests + sum(
@@ -361,6 +401,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             f"{by_wrk:.0%} by wrk ({_verdict(by_wrk, limit)}), "
             f"{by_cpu:.0%} by the workers' CPU time ({_verdict(by_cpu, limit)})"
         )
+    for kind, (files, ms) in scrapes.items():
+        if ms is not None:
+            print(f"{LABELS[kind]}: GET /metrics {ms:.1f} ms over {files} multiprocess files")
     traced = {kind: spans[service_of(kind)] for kind in kinds if service_of(kind) in spans}
     if traced:
         print(

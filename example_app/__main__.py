@@ -68,11 +68,11 @@ def banner(
     if loopback is not None:
         lines += [
             "Send it traffic from another terminal:",
-            f"  python -m example_app.load --url http://{_url_host(loopback)}:{port}",
+            f"  {_python()} -m example_app.load --url http://{_url_host(loopback)}:{port}",
         ]
     else:
         lines.append(
-            "python -m example_app.load only sends traffic to this machine's loopback "
+            f"{_python()} -m example_app.load only sends traffic to this machine's loopback "
             "addresses; serve on 127.0.0.1 to use it."
         )
     lines.append("Press Ctrl+C to stop.")
@@ -94,6 +94,17 @@ def inventory_service() -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+def _python() -> str:
+    """The interpreter serving the example, as another terminal can run it: ``make demo``'s
+    is ``.venv/bin/python``, and a fresh Debian has no ``python`` on the PATH."""
+    executable = sys.executable or "python3"
+    try:
+        relative = os.path.relpath(executable)
+    except ValueError:  # another drive, on Windows
+        return executable
+    return relative if not relative.startswith("..") else executable
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -6,7 +6,7 @@ from .config import ConfigError
 from .extension import Observe
 from .functions import counted, timed
 from .health import HealthCheckError
-from .logs import get_logger
+from .logs import configure_structlog, get_logger
 from .spans import traced
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "HealthCheckError",
     "Observe",
     "__version__",
+    "configure_structlog",
     "counted",
     "disk_space_check",
     "get_logger",

@@ -22,6 +22,7 @@ from flask.cli import AppGroup
 
 from .config import Settings, duration_seconds
 from .dashboard import dashboard_json
+from .paths import route_collisions
 from .rules import _percent, alertmanager_yaml, rules_yaml, slow_bound
 
 __all__ = ["observe_cli", "risky_settings"]
@@ -30,7 +31,7 @@ __all__ = ["observe_cli", "risky_settings"]
 observe_cli = AppGroup("observe", help="Generated alerting rules, dashboard and config check.")
 
 #: Settings whose values are secrets: ``check`` shows that they are set, not what they are.
-_SECRETS = frozenset({"metrics_bearer_token"})
+_SECRETS = frozenset({"metrics_bearer_token", "health_token"})
 
 
 def _settings() -> Settings:
@@ -66,7 +67,11 @@ def check_command(strict: bool) -> None:
         value = getattr(settings, field.name)
         shown = "'[REDACTED]'" if field.name in _SECRETS and value else _show(field.name, value)
         click.echo(f"  OBSERVE_{field.name.upper()} = {shown}")
-    warnings = risky_settings(settings)
+    warnings = risky_settings(settings) + [
+        f"{key}: the app's own view {endpoint!r} answers at {path} too; Flask gives each "
+        "method to only one of them."
+        for key, path, endpoint in route_collisions(current_app, settings)
+    ]
     if not warnings:
         click.echo("No risky settings found.")
         return

@@ -19,6 +19,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
+from urllib.parse import unquote
 
 __all__ = ["ConfigError", "Settings", "load_settings", "set_defaults"]
 
@@ -117,6 +118,8 @@ class Settings:
     tracing_queue_size: Optional[int]
     tracing_batch_size: Optional[int]
     service_version: Optional[str]
+    service_environment: Optional[str]
+    gcp_project: Optional[str]
     health_enabled: bool
     health_timeout: float
     health_cache_seconds: float
@@ -251,9 +254,23 @@ def _header_name(key: str, value: Any) -> Optional[str]:
 _NOT_ROOT = "'/' would leave no request measured"
 
 
+#: What a fixed path may hold: printable ASCII but for spaces, and for ``<``/``>`` (a Flask
+#: converter, which would make every request to it fail for a missing argument), ``?`` and
+#: ``#`` (never part of a path).
+_FIXED_PATH = re.compile(r"/[!-~]*")
+_NOT_IN_PATHS = frozenset("<>?#")
+
+
 def _path(key: str, value: Any) -> str:
     allowed = "a URL path below '/', such as '/metrics'"
     if isinstance(value, str) and value.startswith("/"):
+        if not _FIXED_PATH.fullmatch(value) or not _NOT_IN_PATHS.isdisjoint(value):
+            raise ConfigError(
+                key,
+                value,
+                f"{allowed}: a fixed path, printable ASCII without spaces, '<', '>' (a "
+                "converter), '?' or '#'",
+            )
         path = value.rstrip("/")
         if path:
             return path
@@ -261,8 +278,26 @@ def _path(key: str, value: Any) -> str:
     raise ConfigError(key, value, allowed)
 
 
+def _token(key: str, value: Any) -> Optional[str]:
+    """A secret compared byte for byte with what clients send: none of it may be whitespace
+    around it, which is how a secret read from a file usually ends (a newline)."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value and value == value.strip():
+        return value
+    hint = ""
+    if isinstance(value, str) and value.strip():
+        hint = ": strip it (a secret read from a file often ends in a newline)"
+    raise ConfigError(key, value, f"a non-empty string without whitespace around it, or None{hint}")
+
+
 def _optional_path(key: str, value: Any) -> Optional[str]:
     return None if value is None else _path(key, value)
+
+
+def health_paths(health_path: str) -> tuple[str, str, str]:
+    """The paths the health endpoints answer at, from ``OBSERVE_HEALTH_PATH``."""
+    return health_path, health_path + "/live", health_path + "/ready"
 
 
 def _positive_number(key: str, value: Any) -> float:
@@ -453,6 +488,16 @@ def _host_patterns(key: str, value: Any) -> Optional[tuple[str, ...]]:
     return tuple(item.lower() for item in value)
 
 
+def _resource_attribute(name: str) -> Optional[str]:
+    """The attribute *name* of ``OTEL_RESOURCE_ATTRIBUTES`` (``key=value,...``, values
+    percent-encoded), if set and not empty."""
+    for pair in os.environ.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
+        key, _, value = pair.partition("=")
+        if key.strip() == name and value.strip():
+            return unquote(value.strip())
+    return None
+
+
 # -- the keys --
 
 
@@ -488,10 +533,10 @@ _KEYS: Mapping[str, _Key] = {
     "OBSERVE_TRACE_URL_TEMPLATE": _Key(None, _trace_url_template),
     "OBSERVE_RULES_SELECTOR": _Key(None, _selector),
     "OBSERVE_EXCLUDE_PATHS": _Key(None, _path_list),
-    "OBSERVE_METRICS_BEARER_TOKEN": _Key(None, _optional_str),
+    "OBSERVE_METRICS_BEARER_TOKEN": _Key(None, _token),
     "OBSERVE_METRICS_ALLOW_NETWORKS": _Key(None, _networks),
     "OBSERVE_LOG_JSON": _Key(True, _bool),
-    "OBSERVE_LOG_FORMAT": _Key("json", _choice("json", "console")),
+    "OBSERVE_LOG_FORMAT": _Key("json", _choice("json", "console", "ecs", "gcp", "datadog")),
     "OBSERVE_LOG_LEVEL": _Key("INFO", _log_level),
     "OBSERVE_LOG_LOGGERS": _Key(None, _names),
     "OBSERVE_LOG_ROOT": _Key(False, _bool),
@@ -508,11 +553,13 @@ _KEYS: Mapping[str, _Key] = {
     "OBSERVE_TRACING_QUEUE_SIZE": _Key(None, _optional_count),
     "OBSERVE_TRACING_BATCH_SIZE": _Key(None, _optional_count),
     "OBSERVE_SERVICE_VERSION": _Key(None, _optional_str),
+    "OBSERVE_SERVICE_ENVIRONMENT": _Key(None, _optional_str),
+    "OBSERVE_GCP_PROJECT": _Key(None, _optional_str),
     "OBSERVE_HEALTH_ENABLED": _Key(True, _bool),
     "OBSERVE_HEALTH_TIMEOUT": _Key(2.0, _positive_number),
     "OBSERVE_HEALTH_CACHE_SECONDS": _Key(1.0, _seconds),
     "OBSERVE_HEALTH_DETAILS": _Key(None, _optional_choice("always", "never", "token")),
-    "OBSERVE_HEALTH_TOKEN": _Key(None, _optional_str),
+    "OBSERVE_HEALTH_TOKEN": _Key(None, _token),
     "OBSERVE_HEALTH_STARTUP_GRACE": _Key(0.0, _seconds),
     "OBSERVE_HEALTH_MAX_WORKERS": _Key(8, _count),
     "OBSERVE_SIGNALS_ENABLED": _Key(True, _bool),
@@ -561,6 +608,13 @@ def load_settings(
 
     metrics_path = get("OBSERVE_METRICS_PATH")
     health_path = get("OBSERVE_HEALTH_PATH")
+    if metrics_path is not None and metrics_path in health_paths(health_path):
+        raise ConfigError(
+            "OBSERVE_METRICS_PATH",
+            metrics_path,
+            f"a path none of the health endpoints has ({', '.join(health_paths(health_path))}"
+            ", from OBSERVE_HEALTH_PATH): one of the two would never be answered",
+        )
     latency = get("OBSERVE_ALERT_LATENCY_SECONDS")
     buckets = get("OBSERVE_BUCKETS")
     if buckets is None:
@@ -585,6 +639,28 @@ def load_settings(
     http_clients = get("OBSERVE_HTTP_CLIENTS")
     # OpenTelemetry's own variable comes next, so that all three pillars agree.
     service_name = get("OBSERVE_SERVICE_NAME") or os.environ.get("OTEL_SERVICE_NAME") or app_name
+    # Where each platform's own tooling sets them: Datadog's unified service tags, then
+    # OpenTelemetry's resource.
+    service_version = (
+        get("OBSERVE_SERVICE_VERSION")
+        or os.environ.get("DD_VERSION")
+        or _resource_attribute("service.version")
+    )
+    service_environment = (
+        get("OBSERVE_SERVICE_ENVIRONMENT")
+        or os.environ.get("DD_ENV")
+        or _resource_attribute("deployment.environment.name")
+        or _resource_attribute("deployment.environment")
+    )
+    log_format = get("OBSERVE_LOG_FORMAT")
+    gcp_project = get("OBSERVE_GCP_PROJECT") or os.environ.get("GOOGLE_CLOUD_PROJECT")
+    if log_format == "gcp" and get("OBSERVE_LOG_JSON") and gcp_project is None:
+        raise ConfigError(
+            "OBSERVE_GCP_PROJECT",
+            None,
+            "the Google Cloud project ID with OBSERVE_LOG_FORMAT = 'gcp', whose trace field "
+            "names it (or GOOGLE_CLOUD_PROJECT in the environment)",
+        )
     # Prometheus names a service by its scrape job: the quickstart's job is the service name.
     selector = get("OBSERVE_RULES_SELECTOR") or f"job={json.dumps(service_name)}"
     return Settings(
@@ -618,7 +694,7 @@ def load_settings(
         metrics_bearer_token=get("OBSERVE_METRICS_BEARER_TOKEN"),
         metrics_allow_networks=get("OBSERVE_METRICS_ALLOW_NETWORKS"),
         log_json=get("OBSERVE_LOG_JSON"),
-        log_format=get("OBSERVE_LOG_FORMAT"),
+        log_format=log_format,
         log_level=get("OBSERVE_LOG_LEVEL"),
         log_loggers=get("OBSERVE_LOG_LOGGERS") or (),
         log_root=get("OBSERVE_LOG_ROOT"),
@@ -634,7 +710,9 @@ def load_settings(
         tracing_sample_ratio=get("OBSERVE_TRACING_SAMPLE_RATIO"),
         tracing_queue_size=get("OBSERVE_TRACING_QUEUE_SIZE"),
         tracing_batch_size=get("OBSERVE_TRACING_BATCH_SIZE"),
-        service_version=get("OBSERVE_SERVICE_VERSION"),
+        service_version=service_version,
+        service_environment=service_environment,
+        gcp_project=gcp_project,
         health_enabled=get("OBSERVE_HEALTH_ENABLED"),
         health_timeout=get("OBSERVE_HEALTH_TIMEOUT"),
         health_cache_seconds=get("OBSERVE_HEALTH_CACHE_SECONDS"),

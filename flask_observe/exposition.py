@@ -102,7 +102,8 @@ def bearer_matches(authorization: Optional[str], token: str) -> bool:
     if scheme.lower() != "bearer":
         return False
     # Header values arrive as latin-1 text; encoding back gives the bytes that were sent.
-    given = credentials.strip().encode("latin-1", "replace")
+    # The token is the rest of the header exactly: no space around it is forgiven.
+    given = credentials.encode("latin-1", "replace")
     return hmac.compare_digest(given, token.encode("utf-8"))
 
 

@@ -15,14 +15,16 @@ from .clients.calls import LOGGER as CLIENT_LOGGER
 from .clients.calls import ClientState, HostPatterns, set_default
 from .clients.install import install_hooks, use_contrib
 from .clients.metrics import client_metrics
-from .config import Settings, load_settings, set_defaults
+from .config import ConfigError, Settings, load_settings, set_defaults
 from .exposition import metrics_blueprint
 from .functions import FunctionMetrics
 from .health import HealthChecks, HealthMetrics, HealthMonitor, health_blueprint, make_check
 from .logs import LogSink, install_logging
+from .logs.handler import LOST_REASONS
 from .metrics import HttpMetrics, HttpRecorder
 from .multiprocess import MultiprocessRecorder, multiprocess_dir, registry_for_families
 from .observation import Sink
+from .paths import route_collisions
 from .pipeline import RequestPipeline
 from .saturation import (
     ProcessFiguresSink,
@@ -228,6 +230,8 @@ class Observe:
             http_metrics.errors.labels(name)
         for reason in DROP_REASONS:
             http_metrics.spans_dropped.labels(reason)
+        for reason in LOST_REASONS:
+            http_metrics.log_lines_lost.labels(reason)
         function_metrics = FunctionMetrics.for_registry(families)
         saturation_metrics = SaturationMetrics.for_registry(families)
         saturation = Saturation()
@@ -248,7 +252,7 @@ class Observe:
             )
             mode = "contrib"
         if settings.log_json:
-            install_logging(app.name, settings)
+            install_logging(app.name, settings, on_lost=http_metrics.log_line_lost)
         sinks: list[Sink] = []
         if mode == "native":
             sinks.append(TraceSink(tracer))
@@ -282,6 +286,13 @@ class Observe:
             health_metrics = HealthMetrics.for_registry(families)
             health = HealthMonitor(settings, self._health_checks, health_metrics)
             app.register_blueprint(health_blueprint(settings.health_path))
+        for key, path, endpoint in route_collisions(app, settings):
+            raise ConfigError(
+                key,
+                path,
+                f"a path no route of the app has: the view {endpoint!r} answers at {path} "
+                "too, and Flask gives each method to only one of them",
+            )
         app.cli.add_command(observe_cli)
         clients = _make_clients(
             settings, families, files is not None, http_metrics, provider, tracer

@@ -31,7 +31,7 @@ from typing import Any
 
 from prometheus_client import multiprocess
 
-from .multiprocess import ENV_VAR
+from .multiprocess import ENV_VAR, compact_dead_worker
 
 __all__ = ["child_exit", "clear_multiprocess_dir", "on_starting", "when_ready"]
 
@@ -86,8 +86,15 @@ when_ready = on_starting
 def child_exit(server: Any, worker: Any) -> None:
     """gunicorn's ``child_exit`` hook, called in the master when a worker has exited, however
     it ended: remove the worker's live gauges (``livesum``, ``livemax``,
-    ``livemostrecent``), so that its requests in flight no longer count as in progress.
+    ``livemostrecent``), so that its requests in flight no longer count as in progress, and
+    fold its other files into the directory's archive files (counts kept, see
+    :func:`~flask_observe.multiprocess.compact_dead_worker`), so that recycled workers
+    (``max_requests``, ``kill -HUP``, crashes) never pile up files for scrapes to read.
 
     .. versionadded:: 0.1
     """
     multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+    try:
+        compact_dead_worker(worker.pid)
+    except Exception:  # the master goes on: the files stay, and are read as before
+        server.log.exception("flask-observe: could not fold worker %s's metric files", worker.pid)

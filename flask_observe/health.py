@@ -15,7 +15,6 @@ Format for HTTP APIs" (draft-inadarei-api-health-check-06).
 
 from __future__ import annotations
 
-import collections
 import functools
 import json
 import logging
@@ -141,8 +140,13 @@ class CheckResult:
 
 
 def describe(exc: BaseException) -> str:
-    """Why a check failed, in one line: ``Class: message``, clipped, never a traceback."""
-    message = " ".join(str(exc).split())
+    """Why a check failed, in one line: ``Class: message``, clipped, never a traceback; an
+    exception that cannot say what it is (its ``__str__`` raises) is named by its class."""
+    try:
+        text = str(exc)
+    except Exception:
+        return f"<unprintable {type(exc).__name__}>"
+    message = " ".join(text.split())
     if not isinstance(exc, HealthCheckError):
         message = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
     if len(message) > _MAX_OUTPUT:
@@ -153,18 +157,21 @@ def describe(exc: BaseException) -> str:
 class _Run:
     """One execution of a check, from its submission to the pool to its end."""
 
-    __slots__ = ("check", "deadline", "done", "result", "settled", "started")
+    __slots__ = ("began", "check", "deadline", "done", "result", "settled", "started")
 
     def __init__(self, check: HealthCheck, timeout: float) -> None:
         self.check = check
         self.started = time.monotonic()
         self.deadline = self.started + timeout
+        #: When a worker took it up; ``None`` while it waits for one.
+        self.began: Optional[float] = None
         self.done = threading.Event()
         self.result: Optional[CheckResult] = None
         #: Whether a probe has recorded this run's result, or its timeout.
         self.settled = False
 
     def execute(self, app: Flask) -> None:
+        self.began = time.monotonic()
         start = time.perf_counter()
         status: str
         output: Optional[str]
@@ -184,7 +191,13 @@ class _Run:
 
 
 class _Workers:
-    """A bounded pool of daemon threads, started when needed, ended after idling.
+    """A pool of daemon threads, started when needed, ended after idling.
+
+    At most *size* threads run jobs that are still within their deadlines. A thread whose
+    job has overrun its deadline (a hung check) no longer counts: another is started in its
+    place, so hung checks never keep the others from running in time. Each check has at
+    most one run at a time, so the threads stay fewer than *size* plus the checks. A free
+    thread takes the oldest job that can still make its deadline before any that cannot.
 
     Not :class:`concurrent.futures.ThreadPoolExecutor`: its threads are joined when the
     interpreter exits, so one hung check would keep the process from ever stopping.
@@ -193,33 +206,76 @@ class _Workers:
     def __init__(self, size: int, name: str) -> None:
         self.size = size
         self._name = name
-        self._jobs: collections.deque[Callable[[], None]] = collections.deque()
+        self._jobs: list[tuple[Callable[[], None], float]] = []
         self._cond = threading.Condition(threading.Lock())
         self._threads = 0
         self._waiting = 0
+        self._starting = 0
         self._made = 0
+        #: The deadline of the job each busy thread runs, by thread.
+        self._running: dict[int, float] = {}
 
-    def submit(self, job: Callable[[], None]) -> None:
+    def submit(self, job: Callable[[], None], deadline: float) -> None:
+        """Run *job*, which should be done by *deadline* (``time.monotonic()``)."""
         with self._cond:
-            self._jobs.append(job)
-            if self._waiting >= len(self._jobs):
-                self._cond.notify()
-            elif self._threads < self.size:
-                self._threads += 1
-                self._made += 1
-                name = f"{self._name}-{self._made}"
-                threading.Thread(target=self._work, name=name, daemon=True).start()
+            self._jobs.append((job, deadline))
+            self._staff()
+
+    def kick(self) -> Optional[float]:
+        """Start threads for waiting jobs if busy ones have overrun since; return when the
+        next busy thread will overrun (``None`` if none will), for the caller to kick again
+        then."""
+        with self._cond:
+            if self._jobs:
+                self._staff()
+            now = time.monotonic()
+            later = [deadline for deadline in self._running.values() if deadline > now]
+            return min(later) if later else None
+
+    def _staff(self) -> None:
+        """Wake idle threads for the waiting jobs, and start more while the pool may grow.
+        Holds the lock."""
+        if self._waiting:
+            self._cond.notify(min(self._waiting, len(self._jobs)))
+        # Threads idle, or started and not yet at work, will take a job each.
+        needed = len(self._jobs) - self._waiting - self._starting
+        while needed > 0 and self._threads - self._overrun() < self.size:
+            self._threads += 1
+            self._starting += 1
+            self._made += 1
+            name = f"{self._name}-{self._made}"
+            threading.Thread(target=self._work, name=name, daemon=True).start()
+            needed -= 1
+
+    def _overrun(self) -> int:
+        """Busy threads whose job is past its deadline. Holds the lock."""
+        now = time.monotonic()
+        return sum(1 for deadline in self._running.values() if deadline < now)
+
+    def _take(self) -> tuple[Callable[[], None], float]:
+        """The oldest job that can still make its deadline, else the oldest. Holds the lock."""
+        now = time.monotonic()
+        for index, (_job, deadline) in enumerate(self._jobs):
+            if deadline > now:
+                return self._jobs.pop(index)
+        return self._jobs.pop(0)
 
     def _work(self) -> None:
+        me = threading.get_ident()
         with self._cond:
+            self._starting -= 1
             while True:
                 if self._jobs:
-                    job = self._jobs.popleft()
+                    job, deadline = self._take()
+                    self._running[me] = deadline
                     self._cond.release()
                     try:
                         job()
+                    except BaseException:  # a job never ends the thread, and the count holds
+                        _log.debug("A health check job failed", exc_info=True)
                     finally:
                         self._cond.acquire()
+                        del self._running[me]
                     continue
                 self._waiting += 1
                 woken = self._cond.wait(_IDLE_SECONDS)
@@ -306,6 +362,7 @@ class HealthMonitor:
         timeout of the checks, whatever they do."""
         skip = set(exclude)
         checks = [c for c in self._checks.snapshot() if c.name not in skip]
+        self._workers.kick()
         changes: list[_Change] = []
         waiting: list[tuple[HealthCheck, _Run]] = []
         with self._lock:
@@ -319,21 +376,24 @@ class HealthMonitor:
                     continue
                 if run is None or (run.settled and run.done.is_set()):
                     run = slot.run = _Run(check, check.timeout or self.settings.health_timeout)
-                    self._workers.submit(functools.partial(run.execute, app))
+                    self._workers.submit(functools.partial(run.execute, app), run.deadline)
                     waiting.append((check, run))
                 elif run.settled:
-                    # It timed out for an earlier probe and still runs: not started again.
+                    # It timed out for an earlier probe and still runs (or still waits for
+                    # a thread): not started again.
+                    doing = (
+                        "still running" if run.began is not None else "still waiting for a thread"
+                    )
                     still = CheckResult(
                         "fail",
                         now - run.started,
                         time.time(),
-                        f"timeout: still running after {now - run.started:.1f} s",
+                        f"timeout: {doing} after {now - run.started:.1f} s",
                     )
                     self._record(check.name, slot, still, changes)
                 else:
                     waiting.append((check, run))
-        for _check, run in waiting:
-            run.done.wait(max(0.0, run.deadline - time.monotonic()))
+        self._wait(waiting)
         with self._lock:
             for check, run in waiting:
                 if not run.settled:
@@ -346,10 +406,29 @@ class HealthMonitor:
         self._announce(app, changes)
         return [(check, result) for check, result in found if result is not None]
 
+    def _wait(self, waiting: Sequence[tuple[HealthCheck, _Run]]) -> None:
+        """Wait for each run until it ends or its deadline; whenever a busy thread overruns
+        meanwhile, let the pool start another for the runs still waiting for one."""
+        pending = [run for _check, run in waiting]
+        while True:
+            now = time.monotonic()
+            pending = [run for run in pending if not run.done.is_set() and run.deadline > now]
+            if not pending:
+                return
+            wake = min(run.deadline for run in pending)
+            overrun = self._workers.kick()
+            if overrun is not None:
+                wake = min(wake, overrun)
+            pending[0].done.wait(max(0.0, wake - now))
+
     @staticmethod
     def _timeout(run: _Run) -> CheckResult:
         seconds = run.deadline - run.started
-        return CheckResult("fail", seconds, time.time(), f"timeout after {seconds:g} s")
+        if run.began is None:  # it never got a thread: say so, it did not run slowly
+            output = f"timeout after {seconds:g} s waiting for a thread"
+        else:
+            output = f"timeout after {seconds:g} s"
+        return CheckResult("fail", seconds, time.time(), output)
 
     def _record(self, name: str, slot: _Slot, result: CheckResult, changes: list[_Change]) -> None:
         """Keep *result* for the cache window; note a change of status. Holds the lock."""

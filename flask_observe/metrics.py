@@ -304,6 +304,13 @@ class HttpMetrics:
             ("sink",),
             registry=registry,
         )
+        self.log_lines_lost = Counter(
+            "flask_observe_log_lines_lost",
+            "Log lines not written, by reason: a closed or broken stream, an encoding, or a "
+            "repeated warning of a library held back.",
+            ("reason",),
+            registry=registry,
+        )
         self.spans_dropped = Counter(
             "flask_observe_spans_dropped",
             "Finished spans that never reached the exporter's backend, by reason.",
@@ -342,8 +349,13 @@ class HttpMetrics:
             )
         return metrics
 
-    def spans_dropped_by(self, reason: str, count: int) -> None:
-        """Count *count* spans lost for *reason*; warn the first time for each reason."""
+    def log_line_lost(self, reason: str) -> None:
+        """Count one log line lost for *reason*."""
+        self.log_lines_lost.labels(reason).inc()
+
+    def spans_dropped_by(self, reason: str, count: int, check: Optional[str] = None) -> None:
+        """Count *count* spans lost for *reason*; warn the first time for each reason, with
+        *check*, what to look at (the exporter's destination), if given."""
         self.spans_dropped.labels(reason).inc(count)
         if reason not in self._warned:
             self._warned.add(reason)
@@ -352,9 +364,9 @@ class HttpMetrics:
                 "flask_observe_spans_dropped_total{reason=%r}. %s",
                 reason,
                 reason,
-                "A larger OBSERVE_TRACING_QUEUE_SIZE, or a faster collector, keeps them."
+                "A larger OBSERVE_TRACING_QUEUE_SIZE, or a faster exporter, keeps them."
                 if reason == "queue_full"
-                else "Check that the collector at the OTLP endpoint is up.",
+                else check or "Check where the exporter sends them.",
             )
 
     def set_info(self, service: str) -> None:

@@ -21,14 +21,18 @@ when the choice and the environment disagree.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import glob
 import os
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
-from typing import Optional
+from collections.abc import Iterator
+from typing import Callable, Optional
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
 from prometheus_client.metrics_core import Metric
+from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
@@ -40,6 +44,7 @@ from .registries import PerRegistry
 __all__ = [
     "ENV_VAR",
     "MultiprocessRecorder",
+    "compact_dead_worker",
     "files_registry",
     "multiprocess_dir",
     "registry_for_families",
@@ -269,13 +274,17 @@ class MultiprocessRecorder:
 
 class _Files(Collector):
     """Every worker's files, merged by prometheus_client, with ``flask_observe_info`` put
-    back to the ``info`` type it has in one process (the files only know gauges)."""
+    back to the ``info`` type it has in one process (the files only know gauges). Read under
+    a shared lock, so that a dead worker's files are never counted twice, or not at all,
+    while :func:`compact_dead_worker` folds them into the archive."""
 
     def __init__(self, path: str) -> None:
+        self._path = path
         self._merged = MultiProcessCollector(None, path)  # type: ignore[no-untyped-call]
 
     def collect(self) -> Iterator[Metric]:
-        merged: Iterable[Metric] = self._merged.collect()  # type: ignore[no-untyped-call]
+        with _files_lock(self._path, exclusive=False):
+            merged: list[Metric] = list(self._merged.collect())  # type: ignore[no-untyped-call]
         for metric in merged:
             if metric.name == "flask_observe_info" and metric.type == "gauge":
                 info = Metric("flask_observe", metric.documentation, "info")
@@ -291,3 +300,116 @@ def files_registry(path: str) -> CollectorRegistry:
     registry = CollectorRegistry()
     registry.register(_Files(path))
     return registry
+
+
+# -- the files of dead workers --
+
+#: The name that stands for a process in the files dead workers' values are kept in.
+ARCHIVE = "archive"
+#: The lock file of a multiprocess directory: not a ``.db``, so prometheus_client ignores it.
+_LOCK_FILE = ".flask-observe.lock"
+
+#: How the values of one key in two files combine, by file type (a gauge's by its mode);
+#: ``None`` drops a dead process's values. Each takes and gives ``(value, timestamp)``.
+_Combine = Optional[Callable[[tuple[float, float], tuple[float, float]], tuple[float, float]]]
+
+
+def _add(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
+    return a[0] + b[0], max(a[1], b[1])
+
+
+_COMBINE: dict[str, _Combine] = {
+    "counter": _add,
+    "histogram": _add,
+    "summary": _add,
+    "gauge_sum": _add,
+    "gauge_max": lambda a, b: a if a[0] >= b[0] else b,
+    "gauge_min": lambda a, b: a if a[0] <= b[0] else b,
+    "gauge_mostrecent": lambda a, b: a if a[1] >= b[1] else b,
+    # One series per process: a dead process's have nothing left to say.
+    "gauge_all": None,
+    "gauge_liveall": None,
+    "gauge_livesum": None,
+    "gauge_livemax": None,
+    "gauge_livemin": None,
+    "gauge_livemostrecent": None,
+}
+
+
+@contextlib.contextmanager
+def _files_lock(path: str, *, exclusive: bool) -> Iterator[None]:
+    """An advisory lock on the directory's files: shared to read them all, exclusive to
+    rewrite some."""
+    fd = os.open(os.path.join(path, _LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)  # which releases the lock
+
+
+def _kind(file_name: str) -> Optional[str]:
+    """``counter``, ``histogram``, ``summary`` or ``gauge_<mode>`` of a file name."""
+    parts = file_name[: -len(".db")].split("_")
+    if parts[0] == "gauge" and len(parts) == 3:
+        return f"gauge_{parts[1]}"
+    if parts[0] in ("counter", "histogram", "summary") and len(parts) == 2:
+        return parts[0]
+    return None
+
+
+def _values(path: str) -> dict[str, tuple[float, float]]:
+    found = MmapedDict.read_all_values_from_file(path)  # type: ignore[no-untyped-call]
+    return {key: (value, timestamp) for key, value, timestamp, _pos in found}
+
+
+def compact_dead_worker(pid: int, path: Optional[str] = None) -> int:
+    """Fold the files of the dead process *pid* into the directory's archive files, one per
+    type, and remove them; return how many were removed.
+
+    Counters, histograms and summaries are added to the archive, so no count is lost;
+    gauges combine as their mode says (``sum`` added, ``max``/``min`` the larger/smaller,
+    ``mostrecent`` the later), and those kept per live process or per process (``all``,
+    ``live*``) are dropped. The directory then holds the live workers' files and a few
+    archives, however many workers come and go. prometheus_client leaves the files of dead
+    processes where they are: a server that recycles workers would otherwise pile them up,
+    and every scrape would read them all.
+
+    It must run after the process has exited (gunicorn's ``child_exit`` hook calls it).
+    Scrapes through flask-observe wait for it, and it for them, on a lock file in the
+    directory.
+
+    :param pid: the process that exited.
+    :param path: the directory; default ``PROMETHEUS_MULTIPROC_DIR``.
+
+    .. versionadded:: 0.1
+    """
+    path = path or os.environ.get(ENV_VAR)
+    if not path:
+        return 0
+    removed = 0
+    with _files_lock(path, exclusive=True):
+        for dead in sorted(glob.glob(os.path.join(glob.escape(path), f"*_{pid}.db"))):
+            name = os.path.basename(dead)
+            kind = _kind(name)
+            if kind is None or kind not in _COMBINE:
+                continue  # not a file of prometheus_client's that we know how to combine
+            combine = _COMBINE[kind]
+            if os.path.getsize(dead) == 0:
+                combine = None  # made and never written to (a crash at once): nothing in it
+            if combine is not None:
+                archive = os.path.join(path, f"{kind}_{ARCHIVE}.db")
+                values = _values(archive) if os.path.exists(archive) else {}
+                for key, pair in _values(dead).items():
+                    values[key] = combine(values[key], pair) if key in values else pair
+                temporary = os.path.join(path, f".{kind}_{ARCHIVE}.{os.getpid()}.tmp")
+                written = MmapedDict(temporary)  # type: ignore[no-untyped-call]
+                try:
+                    for key, (value, timestamp) in values.items():
+                        written.write_value(key, value, timestamp)  # type: ignore[no-untyped-call]
+                finally:
+                    written.close()  # type: ignore[no-untyped-call]
+                os.replace(temporary, archive)  # readers see the old archive or the new
+            os.remove(dead)
+            removed += 1
+    return removed

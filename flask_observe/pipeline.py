@@ -66,14 +66,20 @@ def _decoded_path(environ: Any) -> str:
     return raw.encode("latin-1", "replace").decode("utf-8", "replace")
 
 
+#: The most digits a length header is believed with: up to a petabyte, which a float still
+#: adds exactly. A longer one is the client's invention, and one such request would
+#: otherwise swamp ``http_request_size_bytes_sum`` for good.
+_MAX_LENGTH_DIGITS = 15
+
+
 def _size(header: Optional[str]) -> int:
-    """A length header as a number of bytes; 0 when absent or not a number."""
-    if not header:
+    """A length header as a number of bytes: only plain ASCII digits, at most 15 of them,
+    are believed (``int()`` would take ``" 5"``, ``"+5"``, ``"5_000"`` and a hundred-digit
+    number alike); anything else counts as absent, 0. The body is never read to measure it.
+    """
+    if not header or len(header) > _MAX_LENGTH_DIGITS or not header.isascii():
         return 0
-    try:
-        return max(int(header), 0)
-    except ValueError:
-        return 0
+    return int(header) if header.isdigit() else 0
 
 
 class _ObservedBody:

@@ -20,8 +20,10 @@ tracked: it is an optional dependency.
 from __future__ import annotations
 
 import contextlib
+import decimal
 import logging
 import math
+import numbers
 import os
 import re
 import threading
@@ -463,9 +465,13 @@ class SaturationMetrics:
         number. Never raises: a broken queue must not break the scrape."""
         try:
             value = depth_fn()
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
+            # Any real number (Decimal, Fraction, NumPy's) that is finite; not a bool.
+            if isinstance(value, bool) or not isinstance(value, (numbers.Real, decimal.Decimal)):
                 raise TypeError(f"the depth function returned {value!r}, not a number")
-            return float(value)
+            depth = float(value)
+            if not math.isfinite(depth):
+                raise ValueError(f"the depth function returned {value!r}, not a finite number")
+            return depth
         except Exception:
             with self._sources_lock:
                 self.depth_errors[name] = self.depth_errors.get(name, 0) + 1

@@ -54,6 +54,10 @@ class _EnvironGetter(Getter[Mapping[str, Any]]):
 _getter = _EnvironGetter()
 
 
+#: The longest host name DNS allows; a Host header longer than that is clipped.
+_MAX_HOST_CHARS = 253
+
+
 def _server_address(environ: Mapping[str, Any]) -> tuple[Optional[str], Optional[int]]:
     """Host and port the client addressed: the ``Host`` header, else the server's own."""
     host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME")
@@ -65,11 +69,11 @@ def _server_address(environ: Mapping[str, Any]) -> tuple[Optional[str], Optional
         address, port = host.split(":")
     else:
         address = host
-    try:
-        number = int(port) if port else None
-    except ValueError:
+    # The Host header is the client's: only a port a TCP connection can have is believed.
+    number = int(port) if port and len(port) <= 5 and port.isascii() and port.isdigit() else None
+    if number is not None and number > 65535:
         number = None
-    return address or None, number
+    return (address[:_MAX_HOST_CHARS] if address else None), number
 
 
 def _adopt(observation: Observation, span: Span) -> None:

@@ -28,6 +28,8 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from flask_observe import Observe
+from flask_observe.logs import ObserveHandler
+from flask_observe.logs import install as log_install
 
 AppFactory = Callable[..., Flask]
 
@@ -95,16 +97,29 @@ def make_app(
 
 @pytest.fixture(autouse=True)
 def _restore_logging() -> Iterator[None]:
-    """Loggers are process-wide: put back every logger's handlers and level after a test."""
+    """Loggers are process-wide: put back every logger's handlers and level after a test,
+    and what flask-observe remembers of its setup (the handler adopted loggers get)."""
     loggers = [
         logging.getLogger(),
         *(logging.getLogger(name) for name in list(logging.root.manager.loggerDict)),
     ]
     saved = [(logger, list(logger.handlers), logger.level) for logger in loggers]
+    installed, adopted = log_install._installed, set(log_install._adopted)
     yield
     for logger, handlers, level in saved:
         logger.handlers[:] = handlers
         logger.setLevel(level)
+    known = {id(logger) for logger in loggers}
+    for name in list(logging.root.manager.loggerDict):
+        logger = logging.getLogger(name)
+        ours = [h for h in logger.handlers if isinstance(h, ObserveHandler)]
+        if id(logger) not in known and ours:  # made and adopted during the test
+            for handler in ours:
+                logger.removeHandler(handler)
+            logger.setLevel(logging.NOTSET)
+    log_install._installed = installed
+    log_install._adopted.clear()
+    log_install._adopted.update(adopted)
 
 
 @pytest.fixture

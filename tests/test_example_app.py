@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -502,7 +503,11 @@ def test_banner_prints_the_urls(host: str, hint: Optional[str]) -> None:
     shown = f"[{host}]" if ":" in host else host
     for path in ("/", "/orders", "/metrics", "/healthz"):
         assert f"http://{shown}:5000{path}\n" in text
-    assert "python -m example_app.load" in text
+    # The interpreter named is the one serving the example, runnable as shown from here.
+    from example_app.__main__ import _python
+
+    assert os.path.exists(_python())
+    assert f"{_python()} -m example_app.load" in text
     if hint is not None:
         assert hint in text
 

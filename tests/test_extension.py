@@ -124,3 +124,25 @@ def test_state_lives_in_app_extensions_not_on_the_extension(registry: CollectorR
     assert not hasattr(observe, "app")
     state = app.extensions["observe"]
     assert state.registry is registry
+
+
+def test_the_public_api_is_the_one_screen_of_names_it_was() -> None:
+    """Adding or dropping a public name is a decision, made here as well."""
+    import flask_observe
+
+    assert flask_observe.__all__ == [
+        "ConfigError",
+        "HealthCheckError",
+        "Observe",
+        "__version__",
+        "configure_structlog",
+        "counted",
+        "disk_space_check",
+        "get_logger",
+        "redis_check",
+        "sqlalchemy_check",
+        "timed",
+        "traced",
+        "url_check",
+    ]
+    assert all(hasattr(flask_observe, name) for name in flask_observe.__all__)

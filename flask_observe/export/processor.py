@@ -19,7 +19,9 @@ _log = logging.getLogger("flask_observe")
 #: Reasons a span is lost, the ``reason`` label of ``flask_observe_spans_dropped_total``.
 DROP_REASONS = ("queue_full", "export_failed", "export_error")
 
-OnDrop = Callable[[str, int], None]
+#: Called with a reason, a count of spans and, for a failed export, what to check (where
+#: the exporter sends them).
+OnDrop = Callable[..., None]
 
 
 class CountingExporter(SpanExporter):
@@ -28,15 +30,22 @@ class CountingExporter(SpanExporter):
     def __init__(self, inner: SpanExporter, on_drop: OnDrop) -> None:
         self._inner = inner
         self._on_drop = on_drop
+        endpoint = getattr(inner, "endpoint", None)
+        #: What a failed export asks to check, named for the exporter in use.
+        self._check = (
+            f"Check that the OTLP endpoint {endpoint} is up and accepts them."
+            if isinstance(endpoint, str)
+            else f"Check where the {type(inner).__name__} writes them."
+        )
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         try:
             result = self._inner.export(spans)
         except Exception:
-            self._on_drop("export_error", len(spans))
+            self._on_drop("export_error", len(spans), self._check)
             raise  # the processor logs it
         if result is not SpanExportResult.SUCCESS:
-            self._on_drop("export_failed", len(spans))
+            self._on_drop("export_failed", len(spans), self._check)
         return result
 
     def shutdown(self) -> None:

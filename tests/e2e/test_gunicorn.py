@@ -16,6 +16,7 @@ import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Optional
 
 import pytest
 from prometheus_client.metrics_core import Metric
@@ -170,10 +171,45 @@ def test_a_killed_worker_loses_no_completed_request_and_leaves_none_in_progress(
     in_progress = counts(families, "http_requests_in_progress", "method", "endpoint")
     assert in_progress[("GET", "/slow")] == 0.0
     assert set(in_progress.values()) == {0.0}
-    # Why: the dead worker's counters stay on disk, its live gauges went with it.
+    # Why: the dead worker's counters were folded into the archive, its live gauges went.
     files = {path.name for path in Path(server.multiproc_dir).iterdir()}
-    assert f"counter_{victim}.db" in files
+    assert "counter_archive.db" in files
+    assert f"counter_{victim}.db" not in files
     assert f"gauge_livesum_{victim}.db" not in files
+
+
+def test_recycled_workers_leave_no_pile_of_files_and_lose_no_count(
+    start_gunicorn: StartGunicorn,
+) -> None:
+    """Workers recycled every few requests (``--max-requests``), as a server with a memory
+    leak is run: every request is still counted, and the directory holds the live workers'
+    files and a few archives, not every worker's that ever lived."""
+    server = start_gunicorn(workers=2, args=("--max-requests", "8"))
+    seen: set[int] = set()
+    sent: Counter[Key] = Counter()
+    for round_ in range(6):
+        more, by_worker = send(server, plan(each=4, seed=round_))  # 24 requests a round
+        sent += more
+        seen |= set(by_worker)
+    assert len(seen) >= 6, f"too few workers recycled to tell: {seen}"
+
+    def settled() -> Optional[set[str]]:
+        live = server.worker_pids()
+        names = {path.name for path in Path(server.multiproc_dir).iterdir()}
+        stale = [
+            n
+            for n in names
+            if n.endswith(".db")
+            and "archive" not in n
+            and not any(n.endswith(f"_{pid}.db") for pid in live)
+        ]
+        return None if stale else names
+
+    names = wait_for("the dead workers' files folded", settled, 15.0)
+    db_files = [n for n in names if n.endswith(".db")]
+    # Each live worker writes a few kinds of file; the archives are one per kind.
+    assert len(db_files) <= 2 * 6 + 6, sorted(db_files)
+    assert requests_total(server.scrape()) == sent
 
 
 def test_gunicorn_refuses_to_start_without_the_multiprocess_directory(

@@ -20,8 +20,6 @@ from pythonjsonlogger.json import JsonEncoder
 
 from flask_observe import Observe
 from flask_observe.logs import (
-    _ACCESS_ATTR,
-    _REQUEST_ATTR,
     ACCESS_LOGGER,
     JsonLogFormatter,
     ObserveHandler,
@@ -30,7 +28,8 @@ from flask_observe.logs import (
 )
 from flask_observe.observation import Observation
 
-from .conftest import KeptRecords, access_lines, log_lines, without_root_handlers
+from ..conftest import KeptRecords, access_lines, log_lines, without_root_handlers
+from .helpers import access_fields, access_record, routed
 
 #: Any character, lone surrogates and control characters included.
 HOSTILE_CHARS = st.characters(codec=None, exclude_categories=())
@@ -125,34 +124,15 @@ def test_the_hand_written_line_is_the_encoders_line(
     formatter = _formatter()
     pipeline = observed.extensions["observe"].pipeline
     pipeline.service = service
-    observation = Observation(0.0, {"REQUEST_METHOD": method}, pipeline)
-    observation.endpoint, observation.route, observation.path = "routed", route, path
-    observation.request_id = request_id
-    if ids is not None:
-        observation.trace_id, observation.span_id = ids
-    # The access fields as LogSink makes them: the optional ones only when there.
-    fields: dict[str, Any] = {
-        "status": status,
-        "duration_ms": duration_ms,
-        "client_addr": client_addr,
-        "user_agent": user_agent,
-        "response_bytes": size,
-    }
-    if exception is not None:
-        fields["exception"] = exception
-    if query is not None:
-        fields["query"] = query
+    observation = routed(
+        pipeline, method=method, route=route, path=path, request_id=request_id, ids=ids
+    )
+    fields = access_fields(status, duration_ms, client_addr, user_agent, size, exception, query)
 
     line = formatter.access_line(level, logger, observation, fields, created)
 
     # The access record of the same request, formatted by python-json-logger's formatter.
-    record = logging.getLogger(ACCESS_LOGGER).makeRecord(
-        logger, level, "flask_observe", 0, "request", (), None
-    )
-    record.created = created
-    record.__dict__.update(fields)
-    record.__dict__[_REQUEST_ATTR] = observation
-    record.__dict__[_ACCESS_ATTR] = True
+    record = access_record(logger, level, observation, fields, created)
     assert line == formatter.format(record)
 
     # The fields in the design's order, through the json module and python-json-logger's

@@ -24,12 +24,11 @@ from prometheus_client import CollectorRegistry
 from flask_observe import Observe, get_logger
 from flask_observe.logs import _sole_handler
 
-from .conftest import KeptRecords, access_lines, log_lines, serving, without_root_handlers
+from ..conftest import KeptRecords, access_lines, log_lines, serving, without_root_handlers
+from .helpers import ACCESS, CONTEXT, CORE
 
 RFC3339_MS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 MADE_ID = re.compile(r"[0-9a-f]{32}")
-CORE = ["timestamp", "level", "logger", "event", "service"]
-CONTEXT = ["request_id", "trace_id", "span_id", "method", "route", "path"]
 
 log = get_logger("shop.orders")
 
@@ -422,15 +421,7 @@ def test_one_access_line_per_request_with_its_fields(
         (500, "error"),
     ]
     ok, missing, failed = lines
-    assert list(ok) == [
-        *CORE,
-        *CONTEXT,
-        "status",
-        "duration_ms",
-        "client_addr",
-        "user_agent",
-        "response_bytes",
-    ]
+    assert list(ok) == [*CORE, *CONTEXT, *ACCESS]
     assert ok["event"] == "request"
     assert ok["request_id"] == "a-1"
     assert (ok["route"], ok["path"]) == ("/orders/<int:order_id>", "/orders/1")
@@ -724,17 +715,24 @@ def test_a_later_root_setup_takes_the_handler_off_the_app_logger(
     assert len(capsys.readouterr().err.splitlines()) == 1
 
 
-def test_a_log_sink_that_cannot_write_is_counted_and_the_request_goes_on(
-    registry: CollectorRegistry, monkeypatch: pytest.MonkeyPatch
+def test_lines_that_cannot_be_written_are_counted_and_the_request_goes_on(
+    registry: CollectorRegistry, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    """Even the report of the failure cannot be written: the request is answered all the
-    same, and flask_observe_errors_total{sink="logs"} counts each failure."""
+    """With sys.stderr closed, the views' own lines and the access lines are lost: each is
+    counted by reason, the requests are answered all the same, and the loss is told once,
+    on file descriptor 2 itself, as one JSON line."""
     closed = io.StringIO()
     closed.close()
     client = _app(registry).test_client()
+    capfd.readouterr()
     monkeypatch.setattr(sys, "stderr", closed)
-    # A path of no route: the views here log too, and their lines would fail them.
-    responses = [client.get("/nope") for _ in range(3)]
+    responses = [client.get("/orders/7") for _ in range(3)]  # a view line + an access line
     monkeypatch.undo()
-    assert [r.status_code for r in responses] == [404] * 3
-    assert registry.get_sample_value("flask_observe_errors_total", {"sink": "logs"}) == 3.0
+    assert [r.status_code for r in responses] == [200] * 3
+    lost = registry.get_sample_value("flask_observe_log_lines_lost_total", {"reason": "closed"})
+    assert lost == 6.0
+    assert registry.get_sample_value("flask_observe_errors_total", {"sink": "logs"}) == 0.0
+    told = [json.loads(line) for line in capfd.readouterr().err.splitlines()]
+    assert len(told) <= 1  # once per reason and process: an earlier test may have told it
+    for line in told:
+        assert "flask_observe_log_lines_lost_total{reason='closed'}" in line["event"]
