@@ -464,13 +464,15 @@ class Call:
             if span is not None:
                 self._end_span(span, status, error)
             if state.log:
-                # While the call's span is current, so that the line carries its IDs.
+                # While the call's span is current, so that the line carries its IDs. Names
+                # of their own: ``method``, ``status`` and ``duration_ms`` are the request's
+                # on its lines, and ``status`` is the level in some presets.
                 _call_log.debug(
                     "http_client_call",
                     peer=self._peer,
-                    method=self._method,
-                    status=status if status is not None else type(error).__name__,
-                    duration_ms=round(duration * 1e6) / 1000,
+                    call_method=self._method,
+                    call_status=status if status is not None else type(error).__name__,
+                    call_duration_ms=round(duration * 1e6) / 1000,
                 )
         except Exception:
             _failed(state)

@@ -250,7 +250,7 @@ def test_the_debug_line_of_each_call(
     app = caller(spans, CollectorRegistry(), OBSERVE_HTTP_CLIENT_LOG=True)
     with serving(app) as port:
         log_lines(capsys)
-        reply = _get(port, "/call/httpx", url=f"{b_url}/status/503")
+        reply = _get(port, "/call/httpx", url=f"{b_url}/echo", method="DELETE")
     peer = b_url.removeprefix("http://")
     # The test's own call to A, outside A's context, is A's too: its line is left out.
     (line,) = [line for line in log_lines(capsys) if line.get("peer") == peer]
@@ -258,8 +258,9 @@ def test_the_debug_line_of_each_call(
     assert line["logger"] == LOGGER
     assert line["level"] == "debug"
     assert line["event"] == "http_client_call"
-    assert (line["method"], line["status"]) == ("GET", 503)
-    assert 0 < line["duration_ms"] < TIMEOUT * 1000
+    assert (line["call_method"], line["call_status"]) == ("DELETE", 405)
+    assert 0 < line["call_duration_ms"] < TIMEOUT * 1000
+    assert (line["method"], line["route"]) == ("GET", "/call/<kind>")  # the request's
     assert line["request_id"] == reply.headers["X-Request-ID"]
     assert line["span_id"] == f"{client.context.span_id:016x}"
 
@@ -274,8 +275,36 @@ def test_the_debug_line_of_a_refused_call_names_the_exception(
             call("async", "http://127.0.0.1:1/stock")
     (line,) = [line for line in log_lines(capsys) if line.get("logger") == LOGGER]
     (client,) = _client_spans(spans)
-    assert (line["peer"], line["method"], line["status"]) == ("127.0.0.1:1", "GET", "ConnectError")
+    assert (line["peer"], line["call_method"], line["call_status"]) == (
+        "127.0.0.1:1",
+        "GET",
+        "ConnectError",
+    )
     assert line["span_id"] == f"{client.context.span_id:016x}"
+
+
+@pytest.mark.parametrize("log_format", ["json", "ecs", "gcp", "datadog"])
+def test_the_fields_of_the_debug_line_keep_their_names_in_every_log_format(
+    b_url: str, log_format: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The request's ``method`` and ``status`` (Datadog's level) are left where each format
+    puts them; the call's fields are never renamed ``extra_*`` for clashing with them."""
+    app = caller(
+        None,
+        CollectorRegistry(),
+        OBSERVE_HTTP_CLIENT_LOG=True,
+        OBSERVE_LOG_FORMAT=log_format,
+        OBSERVE_GCP_PROJECT="shop-prod",
+    )
+    log_lines(capsys)
+    reply = app.test_client().get(
+        "/call/session", query_string={"url": f"{b_url}/echo", "method": "DELETE"}
+    )
+    assert reply.json["status"] == 405
+    (line,) = [line for line in log_lines(capsys) if "peer" in line]
+    assert (line["call_method"], line["call_status"]) == ("DELETE", 405)
+    assert line["call_duration_ms"] > 0
+    assert not [key for key in line if key.startswith("extra_")]
 
 
 def test_no_debug_line_unless_asked(
