@@ -47,20 +47,21 @@ def _wrappers_of_ours(function: Any) -> int:
     return count
 
 
-@pytest.fixture
-def contrib_requests(spans: Spans) -> Iterator[RequestsInstrumentor]:
-    instrumentor = RequestsInstrumentor()
+def _undone_after(instrumentor: Any) -> Iterator[Any]:
+    """*instrumentor* for a test, which it may instrument; uninstrumented after it."""
     yield instrumentor
     if instrumentor.is_instrumented_by_opentelemetry:
         instrumentor.uninstrument()
+
+
+@pytest.fixture
+def contrib_requests(spans: Spans) -> Iterator[RequestsInstrumentor]:
+    yield from _undone_after(RequestsInstrumentor())
 
 
 @pytest.fixture
 def contrib_httpx(spans: Spans) -> Iterator[HTTPXClientInstrumentor]:
-    instrumentor = HTTPXClientInstrumentor()
-    yield instrumentor
-    if instrumentor.is_instrumented_by_opentelemetry:
-        instrumentor.uninstrument()
+    yield from _undone_after(HTTPXClientInstrumentor())
 
 
 def test_hooks_put_in_twice_wrap_once(b_url: str, spans: Spans) -> None:
