@@ -138,6 +138,8 @@ def test_both_modes_export_the_same_families_types_and_label_sets(
         "process_resident_memory_bytes",
         "process_open_fds",
         "process_threads",
+        "http_client_requests",
+        "http_client_request_duration_seconds",
     } <= set(single)
     assert all(samples for _type, _help, samples in single.values())
 
