@@ -1,17 +1,25 @@
-"""``python -m example_app``: serve the order service with werkzeug's threaded server."""
+"""``python -m example_app``: serve the order service with werkzeug's threaded server, and
+the inventory service it calls over HTTP next to it (on a free port of 127.0.0.1), unless
+``EXAMPLE_INVENTORY_URL`` names one already."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import logging
 import os
 import sys
+import threading
+from collections.abc import Iterator
 from typing import Optional
 
+from prometheus_client import CollectorRegistry
 from werkzeug.serving import make_server
 
 from . import create_app
+from .inventory import create_inventory_app
+from .settings import INVENTORY_URL
 
 __all__ = ["banner", "main"]
 
@@ -41,6 +49,7 @@ def banner(
     port: int,
     metrics_path: Optional[str] = "/metrics",
     health_path: Optional[str] = "/healthz",
+    inventory_url: Optional[str] = None,
     console_path: Optional[str] = None,
 ) -> str:
     """What to print before serving: the service's URLs and how to send it traffic."""
@@ -56,6 +65,8 @@ def banner(
         lines.append(f"  health   {base}{health_path}")
     if console_path:
         lines.append(f"  console  {base}{console_path}/  (from this machine only)")
+    if inventory_url:
+        lines.append(f"  inventory service (called by the checkout)  {inventory_url}")
     loopback = _loopback_for(host)
     if loopback is not None:
         lines += [
@@ -69,6 +80,23 @@ def banner(
         )
     lines.append("Press Ctrl+C to stop.")
     return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def inventory_service() -> Iterator[str]:
+    """Serve the inventory service on a free port of 127.0.0.1 in a thread; its URL. Its
+    metrics stay apart from the order service's, and the order service's log handler
+    writes its lines (one process, one handler: see :doc:`/example`)."""
+    app = create_inventory_app({"OBSERVE_LOG_JSON": False}, registry=CollectorRegistry())
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="inventory", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
 
 
 def _python() -> str:
@@ -96,31 +124,42 @@ def main(argv: Optional[list[str]] = None) -> int:
     # flask-observe writes the app's log lines and one access line per request as JSON;
     # werkzeug's own line per request would say the same thing again, unstructured.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    with contextlib.ExitStack() as stack:
+        config: dict[str, str] = {}
+        if not os.environ.get(INVENTORY_URL):
+            try:
+                config[INVENTORY_URL] = stack.enter_context(inventory_service())
+            except ValueError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+        status = _serve(args.host, args.port, config)
+    return status
+
+
+def _serve(host: str, port: int, config: dict[str, str]) -> int:
     try:
-        app = create_app()
+        app = create_app(config)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        server = make_server(args.host, args.port, app, threaded=True)
+        server = make_server(host, port, app, threaded=True)
     except OSError as exc:
-        print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        print(f"error: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
         return 1
     health_path = (
         app.config["OBSERVE_HEALTH_PATH"] if app.config["OBSERVE_HEALTH_ENABLED"] else None
     )
     settings = app.extensions["observe"].settings
-    console_path = settings.console_path if settings.console_enabled else None
-    print(
-        banner(
-            args.host,
-            server.server_port,
-            app.config.get("OBSERVE_METRICS_PATH"),
-            health_path,
-            console_path,
-        ),
-        flush=True,
+    text = banner(
+        host,
+        server.server_port,
+        app.config.get("OBSERVE_METRICS_PATH"),
+        health_path,
+        app.extensions["example_app"].settings.checkout.inventory_url,
+        settings.console_path if settings.console_enabled else None,
     )
+    print(text, flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -2,6 +2,9 @@
 
 The steps stand in for calls to other services (identity, inventory, payments, email): each
 sleeps for its configured delay, give or take half of it, and fails at its configured rate.
+The inventory step calls a real service over HTTP instead when ``EXAMPLE_INVENTORY_URL`` is
+set (:mod:`example_app.inventory`): flask-observe observes the call, so the order's trace
+goes on in that service, and the call is counted by peer.
 Every function here is decorated with :func:`flask_observe.timed`, so
 ``app_function_duration_seconds`` shows which step is slow and which one fails, and with
 :func:`flask_observe.traced`, so each order's trace shows the steps as spans under the
@@ -14,7 +17,9 @@ import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Optional
 
+import requests
 from sqlalchemy.orm import Session
 
 from flask_observe import get_logger, timed, traced
@@ -26,6 +31,7 @@ __all__ = [
     "AuthenticationFailed",
     "CheckoutError",
     "EmailFailed",
+    "InventoryUnavailable",
     "LineItem",
     "OrderRequest",
     "OutOfStock",
@@ -69,6 +75,13 @@ class PaymentDeclined(CheckoutError):
 
     status = 402
     code = "payment_declined"
+
+
+class InventoryUnavailable(CheckoutError):
+    """The inventory service did not answer, or failed."""
+
+    status = 503
+    code = "inventory_unavailable"
 
 
 class EmailFailed(Exception):
@@ -127,14 +140,39 @@ def authenticate(user_id: int, step: Step) -> None:
         raise AuthenticationFailed(f"user {user_id} could not be authenticated")
 
 
-@traced(attributes={"order.items": lambda items, step: len(items)})
+#: Seconds the inventory service may take to answer.
+INVENTORY_TIMEOUT = 10.0
+
+
+def _reserve(url: str, items: Sequence[LineItem]) -> bool:
+    """Reserve *items* with the inventory service at *url*; True if it refused one.
+
+    Logs the ``checkout_step`` line as :func:`_call` does, with the call's duration.
+    """
+    body = {"items": [{"sku": item.sku, "quantity": item.quantity} for item in items]}
+    start = time.perf_counter()
+    try:
+        response = requests.post(f"{url}/reservations", json=body, timeout=INVENTORY_TIMEOUT)
+    except requests.RequestException as exc:
+        raise InventoryUnavailable(f"the inventory service did not answer: {exc}") from exc
+    failed = response.status_code == 409
+    duration_ms = round((time.perf_counter() - start) * 1000, 3)
+    _log.info("checkout_step", step="check_inventory", duration_ms=duration_ms, failed=failed)
+    if not failed and response.status_code != 200:
+        raise InventoryUnavailable(f"the inventory service answered {response.status_code}")
+    return failed
+
+
+@traced(attributes={"order.items": lambda items, step, url=None: len(items)})
 @timed
-def check_inventory(items: Sequence[LineItem], step: Step) -> None:
+def check_inventory(items: Sequence[LineItem], step: Step, url: Optional[str] = None) -> None:
     """Reserve the items with the inventory service: the slow step of the checkout.
 
+    :param url: the inventory service's base URL; ``None`` simulates it with *step*.
     :raises OutOfStock: at the step's failure rate.
+    :raises InventoryUnavailable: when the service at *url* fails or does not answer.
     """
-    if _call(step):
+    if _reserve(url, items) if url is not None else _call(step):
         sku = random.choice(items).sku
         raise OutOfStock(f"{sku} is out of stock")
 
@@ -175,7 +213,7 @@ def process_order(session: Session, request: OrderRequest, checkout: Checkout) -
     :raises SimulatedBug: at ``checkout.bug_rate``.
     """
     authenticate(request.user_id, checkout.authenticate)
-    check_inventory(request.items, checkout.check_inventory)
+    check_inventory(request.items, checkout.check_inventory, checkout.inventory_url)
     process_payment(request.user_id, request.total_cents, checkout.process_payment)
     if checkout.bug_rate > 0 and random.random() < checkout.bug_rate:
         raise SimulatedBug("the order total no longer matches the payment")

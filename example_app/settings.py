@@ -13,7 +13,8 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
+from urllib.parse import urlsplit
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -60,6 +61,9 @@ DEFAULT_BUG_RATE = 0.01
 MAX_DELAY = 60.0
 
 DATABASE_URL = "EXAMPLE_DATABASE_URL"
+#: Where the inventory service answers (``example_app.inventory``); unset, the checkout
+#: simulates the inventory step in process, as the other steps.
+INVENTORY_URL = "EXAMPLE_INVENTORY_URL"
 BUG_RATE = "EXAMPLE_BUG_RATE"
 WAREHOUSE_DELAY = "EXAMPLE_WAREHOUSE_DELAY"
 #: Seconds the background job that tells the warehouse of an order takes.
@@ -85,7 +89,7 @@ def default_database_url(instance_path: str) -> str:
 
 #: Every ``EXAMPLE_*`` name the app reads.
 KNOWN_NAMES = frozenset(
-    [DATABASE_URL, BUG_RATE, WAREHOUSE_DELAY]
+    [DATABASE_URL, BUG_RATE, WAREHOUSE_DELAY, INVENTORY_URL]
     + [delay_name(step) for step in STEPS]
     + [failure_rate_name(step) for step in STEPS]
 )
@@ -113,6 +117,10 @@ class Checkout:
     send_email: Step
     #: Chance, from 0 to 1, that an order raises an exception the app does not handle.
     bug_rate: float
+    #: The inventory service's base URL: :func:`~example_app.checkout.check_inventory` calls
+    #: it over HTTP, and *check_inventory*'s delay and failure rate are then that service's.
+    #: ``None`` simulates the step here.
+    inventory_url: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -158,6 +166,14 @@ def _database_url(value: Any, source: str) -> str:
             "'sqlite:////tmp/shop.sqlite3'"
         )
     return value.strip()
+
+
+def _inventory_url(value: Any, source: str) -> str:
+    allowed = "an http:// or https:// URL, such as 'http://127.0.0.1:5001'"
+    url = value.strip().rstrip("/") if isinstance(value, str) else ""
+    if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
+        raise ValueError(f"{INVENTORY_URL} = {value!r} ({source}) is invalid: expected {allowed}")
+    return url
 
 
 def _check_names(config: Mapping[str, Any], environ: Mapping[str, str]) -> None:
@@ -218,7 +234,12 @@ def load_settings(
         )
         for step in STEPS
     }
-    checkout = Checkout(bug_rate=number(BUG_RATE, DEFAULT_BUG_RATE, 1.0), **steps)
+    inventory, source = raw(INVENTORY_URL)
+    checkout = Checkout(
+        bug_rate=number(BUG_RATE, DEFAULT_BUG_RATE, 1.0),
+        inventory_url=None if inventory is None else _inventory_url(inventory, source),
+        **steps,
+    )
 
     url, source = raw(DATABASE_URL)
     if url is None:

@@ -9,6 +9,7 @@ and nothing reads ``app.config`` on the request path.
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import ipaddress
 import json
 import logging
@@ -89,6 +90,9 @@ class Settings:
     alert_saturation_ratio: float
     alert_saturation_for: str
     alert_in_flight_max: Optional[int]
+    alert_dependency_error_ratio: float
+    alert_dependency_latency_seconds: float
+    alert_dependency_for: str
     slo_availability: Optional[float]
     runbook_url: Optional[str]
     trace_url_template: Optional[str]
@@ -126,6 +130,10 @@ class Settings:
     signals_enabled: bool
     track_sqlalchemy: bool
     process_metrics: bool
+    http_clients: tuple[str, ...]
+    propagate_hosts: Optional[tuple[str, ...]]
+    http_client_max_peers: int
+    http_client_log: bool
     #: Resolved at start-up: the key, else ``app.debug`` or a console token.
     console_enabled: bool = False
     console_path: str = "/observe"
@@ -463,6 +471,51 @@ def _selector(key: str, value: Any) -> Optional[str]:
     )
 
 
+#: The HTTP client libraries whose outgoing calls flask-observe can observe.
+HTTP_CLIENTS = ("requests", "httpx")
+
+
+def installed_clients() -> tuple[str, ...]:
+    """The libraries of :data:`HTTP_CLIENTS` this Python can import (none is imported)."""
+    return tuple(name for name in HTTP_CLIENTS if importlib.util.find_spec(name) is not None)
+
+
+def _http_clients(key: str, value: Any) -> Optional[tuple[str, ...]]:
+    if value is None:
+        return None
+    allowed = "a list of 'requests' and 'httpx' (installed ones), or None for those installed"
+    _require_list(key, value, allowed)
+    installed = installed_clients()
+    for item in value:
+        if item not in HTTP_CLIENTS:
+            raise ConfigError(key, value, allowed + f" ({item!r} is not one)")
+        if item not in installed:
+            raise ConfigError(key, value, allowed + f" ({item!r} is not installed)")
+    return tuple(dict.fromkeys(value))
+
+
+#: A host pattern: a name or an IP address, or ``*.`` and a domain, each perhaps with a
+#: port; an IPv6 address in brackets.
+_HOST_PATTERN = re.compile(
+    r"(?:\*\.)?[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?(?::\d{1,5})?"
+    r"|\[[0-9A-Fa-f:.]+\](?::\d{1,5})?"
+)
+
+
+def _host_patterns(key: str, value: Any) -> Optional[tuple[str, ...]]:
+    if value is None:
+        return None
+    allowed = (
+        "a list of host patterns ('api.internal', '*.example.com', '10.0.0.7:8080', "
+        "'[::1]'), or None for every host"
+    )
+    _require_list(key, value, allowed)
+    for item in value:
+        if not isinstance(item, str) or not _HOST_PATTERN.fullmatch(item):
+            raise ConfigError(key, value, allowed + f" ({item!r} is not one)")
+    return tuple(item.lower() for item in value)
+
+
 def _resource_attribute(name: str) -> Optional[str]:
     """The attribute *name* of ``OTEL_RESOURCE_ATTRIBUTES`` (``key=value,...``, values
     percent-encoded), if set and not empty."""
@@ -500,6 +553,9 @@ _KEYS: Mapping[str, _Key] = {
     "OBSERVE_ALERT_SATURATION_RATIO": _Key(0.8, _open_fraction),
     "OBSERVE_ALERT_SATURATION_FOR": _Key("5m", _duration),
     "OBSERVE_ALERT_IN_FLIGHT_MAX": _Key(None, _optional_count),
+    "OBSERVE_ALERT_DEPENDENCY_ERROR_RATIO": _Key(None, _optional_open_fraction),
+    "OBSERVE_ALERT_DEPENDENCY_LATENCY_SECONDS": _Key(None, _optional_positive_number),
+    "OBSERVE_ALERT_DEPENDENCY_FOR": _Key("5m", _duration),
     "OBSERVE_SLO_AVAILABILITY": _Key(None, _optional_open_fraction),
     "OBSERVE_RUNBOOK_URL": _Key(None, _optional_url),
     "OBSERVE_TRACE_URL_TEMPLATE": _Key(None, _trace_url_template),
@@ -537,6 +593,10 @@ _KEYS: Mapping[str, _Key] = {
     "OBSERVE_SIGNALS_ENABLED": _Key(True, _bool),
     "OBSERVE_TRACK_SQLALCHEMY": _Key(False, _bool),
     "OBSERVE_PROCESS_METRICS": _Key(True, _bool),
+    "OBSERVE_HTTP_CLIENTS": _Key(None, _http_clients),
+    "OBSERVE_PROPAGATE_HOSTS": _Key(None, _host_patterns),
+    "OBSERVE_HTTP_CLIENT_MAX_PEERS": _Key(100, _count),
+    "OBSERVE_HTTP_CLIENT_LOG": _Key(False, _bool),
     "OBSERVE_CONSOLE_ENABLED": _Key(None, _optional_bool),
     "OBSERVE_CONSOLE_PATH": _Key("/observe", _path),
     "OBSERVE_CONSOLE_TOKEN": _Key(None, _token),
@@ -627,6 +687,8 @@ def load_settings(
             "'always' or 'never' while OBSERVE_HEALTH_TOKEN is None: 'token' shows the "
             "details to requests that send OBSERVE_HEALTH_TOKEN, so set that key too",
         )
+    error_ratio = get("OBSERVE_ALERT_ERROR_RATIO")
+    http_clients = get("OBSERVE_HTTP_CLIENTS")
     # OpenTelemetry's own variable comes next, so that all three pillars agree.
     service_name = get("OBSERVE_SERVICE_NAME") or os.environ.get("OTEL_SERVICE_NAME") or app_name
     # Where each platform's own tooling sets them: Datadog's unified service tags, then
@@ -663,7 +725,7 @@ def load_settings(
         size_buckets=get("OBSERVE_SIZE_BUCKETS") or DEFAULT_SIZE_BUCKETS,
         alert_latency_seconds=latency,
         alert_latency_for=get("OBSERVE_ALERT_LATENCY_FOR"),
-        alert_error_ratio=get("OBSERVE_ALERT_ERROR_RATIO"),
+        alert_error_ratio=error_ratio,
         alert_error_for=get("OBSERVE_ALERT_ERROR_FOR"),
         alert_traffic_drop_ratio=get("OBSERVE_ALERT_TRAFFIC_DROP_RATIO"),
         alert_traffic_drop_offset=get("OBSERVE_ALERT_TRAFFIC_DROP_OFFSET"),
@@ -671,6 +733,11 @@ def load_settings(
         alert_saturation_ratio=get("OBSERVE_ALERT_SATURATION_RATIO"),
         alert_saturation_for=get("OBSERVE_ALERT_SATURATION_FOR"),
         alert_in_flight_max=get("OBSERVE_ALERT_IN_FLIGHT_MAX"),
+        alert_dependency_error_ratio=get("OBSERVE_ALERT_DEPENDENCY_ERROR_RATIO") or error_ratio,
+        alert_dependency_latency_seconds=(
+            get("OBSERVE_ALERT_DEPENDENCY_LATENCY_SECONDS") or latency
+        ),
+        alert_dependency_for=get("OBSERVE_ALERT_DEPENDENCY_FOR"),
         slo_availability=get("OBSERVE_SLO_AVAILABILITY"),
         runbook_url=get("OBSERVE_RUNBOOK_URL"),
         trace_url_template=get("OBSERVE_TRACE_URL_TEMPLATE"),
@@ -708,6 +775,10 @@ def load_settings(
         signals_enabled=get("OBSERVE_SIGNALS_ENABLED"),
         track_sqlalchemy=get("OBSERVE_TRACK_SQLALCHEMY"),
         process_metrics=get("OBSERVE_PROCESS_METRICS"),
+        http_clients=installed_clients() if http_clients is None else http_clients,
+        propagate_hosts=get("OBSERVE_PROPAGATE_HOSTS"),
+        http_client_max_peers=get("OBSERVE_HTTP_CLIENT_MAX_PEERS"),
+        http_client_log=get("OBSERVE_HTTP_CLIENT_LOG"),
         console_enabled=console_enabled,
         console_path=console_path,
         console_token=console_token,

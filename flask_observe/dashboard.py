@@ -319,11 +319,69 @@ def _rows(settings: Settings) -> list[tuple[str, list[dict[str, Any]]]]:
             [_target(f"process_resident_memory_bytes{{{_F}}}", "{{instance}}", "A")],
         ),
     ]
-    return [
+    rows = [
         ("Traffic", traffic),
         ("Errors", errors_panels),
         ("Latency", latency),
         ("Saturation", saturation),
+    ]
+    if s.http_clients:
+        rows.append(("Dependencies", _dependencies(s)))
+    return rows
+
+
+def _dependencies(settings: Settings) -> list[dict[str, Any]]:
+    """The outgoing calls, per peer: rate by status, share failed, p99 with exemplars."""
+    s = settings
+    calls = f"http_client_requests_total{{{_F}}}"
+    failed = f'http_client_requests_total{{{_F}, status!~"[1-4].."}}'
+    buckets = f"rate(http_client_request_duration_seconds_bucket{{{_F}}}{_RATE})"
+    fails = (
+        f"DependencyDegraded fires above {s.alert_dependency_error_ratio:.1%} "
+        f"for {s.alert_dependency_for}"
+    )
+    slow = (
+        f"DependencyDegraded fires above {_num(s.alert_dependency_latency_seconds)}s "
+        f"for {s.alert_dependency_for}"
+    )
+    return [
+        _timeseries(
+            "Calls per second by peer",
+            "Outgoing HTTP calls, by peer (host:port) and status, or exception class when "
+            "no response came.",
+            "reqps",
+            [_target(f"sum by (peer, status) (rate({calls}{_RATE}))", "{{peer}} {{status}}", "A")],
+        ),
+        _timeseries(
+            "Failed calls by peer",
+            f"The share of each peer's calls that got a 5xx or no response; {fails}.",
+            "percentunit",
+            [
+                _target(
+                    f"(sum by (peer) (rate({failed}{_RATE})) or 0 * sum by (peer) "
+                    f"(rate({calls}{_RATE})))\n/ (sum by (peer) (rate({calls}{_RATE})) > 0)",
+                    "{{peer}}",
+                    "A",
+                )
+            ],
+            lines=(("red", s.alert_dependency_error_ratio),),
+        ),
+        _timeseries(
+            "Call latency p99 by peer",
+            f"The 99th percentile duration of each peer's calls; {slow}. Exemplars link to "
+            "the calls' traces.",
+            "s",
+            [
+                _target(
+                    f"histogram_quantile(0.99, sum by (le, peer) ({buckets}))",
+                    "p99 {{peer}}",
+                    "A",
+                    exemplar=True,
+                )
+            ],
+            lines=(("red", s.alert_dependency_latency_seconds),),
+            overrides=_trace_links(s),
+        ),
     ]
 
 
@@ -372,8 +430,9 @@ def _variable(name: str, label: str, query: str, **extra: Any) -> dict[str, Any]
 
 
 def dashboard(settings: Settings) -> dict[str, Any]:
-    """The app's dashboard: rows for traffic, errors, latency and saturation, with the
-    alert thresholds drawn as lines. Import it into Grafana, or provision it as a file."""
+    """The app's dashboard: rows for traffic, errors, latency and saturation, and the
+    dependencies its outgoing calls go to, with the alert thresholds drawn as lines. Import
+    it into Grafana, or provision it as a file."""
     service = settings.service_name
     slug = re.sub(r"[^A-Za-z0-9_-]+", "-", service).strip("-")[:26] or "app"
     return {

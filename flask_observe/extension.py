@@ -11,6 +11,10 @@ from opentelemetry.trace import Tracer, TracerProvider
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from .cli import observe_cli
+from .clients.calls import LOGGER as CLIENT_LOGGER
+from .clients.calls import ClientState, HostPatterns, set_default
+from .clients.install import install_hooks, use_contrib
+from .clients.metrics import client_metrics
 from .config import ConfigError, Settings, load_settings, set_defaults
 from .export.span import LeanTracer
 from .exposition import metrics_blueprint
@@ -40,13 +44,14 @@ C = TypeVar("C", bound=Callable[[], object])
 
 #: The sinks whose failures are counted, made visible at 0 from the start so that
 #: ``rate(flask_observe_errors_total[5m])`` has a series to work on before anything fails.
-_SINK_NAMES = ("pipeline", "tracing", "logs", "metrics", "signals", "saturation")
+_SINK_NAMES = ("pipeline", "tracing", "logs", "metrics", "signals", "saturation", "clients")
 
 
 class _State:
     """What one app needs at run time, in ``app.extensions["observe"]``."""
 
     __slots__ = (
+        "clients",
         "console",
         "function_metrics",
         "health",
@@ -76,6 +81,8 @@ class _State:
         saturation: Saturation,
         shared_saturation: Saturation,
         saturation_metrics: SaturationMetrics,
+        *,
+        clients: Optional[ClientState] = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
@@ -97,8 +104,55 @@ class _State:
         #: The registry's saturation families; in multiprocess mode, ``/metrics`` has them
         #: write what a scrape reads to the files first.
         self.saturation_metrics = saturation_metrics
+        #: How the app's outgoing calls are observed; ``None`` when
+        #: :data:`OBSERVE_HTTP_CLIENTS` names no library.
+        self.clients = clients
         #: The console (:mod:`flask_observe.console`); ``None`` when it is off.
         self.console: Any = None
+
+
+def _make_clients(
+    settings: Settings,
+    families: CollectorRegistry,
+    multiprocess: bool,
+    http_metrics: HttpMetrics,
+    provider: TracerProvider,
+    tracer: Tracer,
+) -> Optional[ClientState]:
+    """Observe the outgoing calls of the libraries :data:`OBSERVE_HTTP_CLIENTS` names: their
+    hooks put in (once per process), and the app's way of recording its calls."""
+    if not settings.http_clients:
+        return None
+    mode = settings.tracing_instrumentation
+    # Asked for by the setting, not by an app that contrib instruments already: a user's
+    # instrumentation of the server says nothing of the clients.
+    contrib = frozenset(
+        library
+        for library in settings.http_clients
+        if mode == "contrib" and use_contrib(library, provider)
+    )
+    metrics = None
+    if settings.metrics_enabled:
+        metrics = client_metrics(families, settings.buckets, multiprocess=multiprocess)
+    state = ClientState(
+        libraries=frozenset(settings.http_clients),
+        contrib=contrib,
+        spans=mode != "off",
+        tracer=tracer,
+        metrics=metrics,
+        hosts=HostPatterns(settings.propagate_hosts),
+        max_peers=settings.http_client_max_peers,
+        request_id_header=settings.request_id_header,
+        log=settings.http_client_log,
+        on_error=lambda: http_metrics.errors.labels("clients").inc(),
+    )
+    for library in settings.http_clients:
+        install_hooks(library)
+    if settings.http_client_log:
+        logger = logging.getLogger(CLIENT_LOGGER)
+        if logger.level == logging.NOTSET:  # the key asks for the lines: let them through
+            logger.setLevel(logging.DEBUG)
+    return state
 
 
 class Observe:
@@ -244,6 +298,9 @@ class Observe:
                 "too, and Flask gives each method to only one of them",
             )
         app.cli.add_command(observe_cli)
+        clients = _make_clients(
+            settings, families, files is not None, http_metrics, provider, tracer
+        )
         app.extensions["observe"] = _State(
             settings,
             registry,
@@ -257,7 +314,10 @@ class Observe:
             saturation,
             self._saturation,
             saturation_metrics,
+            clients=clients,
         )
+        if clients is not None:
+            set_default(clients)
         if settings.console_enabled:
             from .console.install import install_console  # only for an app that has it
 

@@ -6,8 +6,10 @@ memory, and its in-progress gauge is read from that process's requests in flight
 cannot speak for the others. When ``PROMETHEUS_MULTIPROC_DIR`` is set, prometheus_client
 keeps the value of every metric made with its own types in a memory-mapped file per process
 in that directory, and ``/metrics`` adds the files of all the workers up. So in that mode
-the HTTP metrics are recorded through prometheus_client's ``Counter``, ``Histogram`` and
-``Gauge``, with the same names, labels and buckets, by :class:`MultiprocessRecorder`.
+the HTTP metrics are recorded in those files by :class:`MultiprocessRecorder`, with the same
+names, labels and buckets: the in-progress gauge through prometheus_client's ``Gauge``, the
+counters and histograms written by flask-observe in files of its own, in prometheus_client's
+format, at a seventh of the cost (:class:`_Values`).
 
 What the mode changes (see :doc:`/deployment`): the latency buckets carry no exemplars
 (prometheus_client's files keep none), counters have no ``_created`` series, and
@@ -24,17 +26,20 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import glob
+import math
 import os
 import tempfile
 import threading
+from bisect import bisect_left
 from collections.abc import Iterator
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
 from prometheus_client.metrics_core import Metric
-from prometheus_client.mmap_dict import MmapedDict
+from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from .config import ConfigError
 from .metrics import HTTP_HELP, ROUTE_LABELS
@@ -129,30 +134,212 @@ def registry_for_families(registry: CollectorRegistry) -> CollectorRegistry:
         return _first_registry
 
 
-class _Route:
-    """The labelled children of one ``(method, endpoint)``, made on its first request."""
+class _RouteKeys:
+    """The file keys of one ``(method, endpoint)``'s counters and histograms."""
 
     __slots__ = (
         "duration",
+        "duration_sum",
         "endpoint",
         "exceptions",
         "in_progress",
         "method",
         "request_size",
+        "request_size_sum",
         "response_size",
+        "response_size_sum",
         "statuses",
     )
 
-    def __init__(self, families: _Families, method: str, endpoint: str) -> None:
+    def __init__(self, method: str, endpoint: str, in_progress: Gauge) -> None:
         self.method = method
         self.endpoint = endpoint
-        self.in_progress = families.in_progress.labels(method, endpoint)
-        self.duration = families.duration.labels(method, endpoint)
-        self.request_size = families.request_size.labels(method, endpoint)
-        self.response_size = families.response_size.labels(method, endpoint)
-        #: status -> child of ``http_requests_total``; exception class -> child.
-        self.statuses: dict[int, Counter] = {}
-        self.exceptions: dict[str, Counter] = {}
+        self.in_progress = in_progress
+        self.duration_sum = self.request_size_sum = self.response_size_sum = ""
+        self.duration: list[str] = []
+        self.request_size: list[str] = []
+        self.response_size: list[str] = []
+        #: status -> key of its ``http_requests_total``; exception class -> key.
+        self.statuses: dict[int, str] = {}
+        self.exceptions: dict[str, str] = {}
+
+
+#: The word between the type and the PID in the names of the files :class:`_Values` writes.
+#: prometheus_client's own files are ``<type>_<pid>.db``; two writers of one file in one
+#: process would write over each other's keys.
+OWN_FILES = "observe"
+
+
+class _Values:
+    """This process's values of the HTTP counters and histograms, in files of flask-observe's
+    own in the multiprocess directory (``counter_observe_<pid>.db``,
+    ``histogram_observe_<pid>.db``), written in prometheus_client's format with its
+    :class:`~prometheus_client.mmap_dict.MmapedDict` and keys of its ``mmap_key``. Its
+    collector reads them with every other file, by the type their name starts with.
+
+    A prometheus_client value takes a lock, reads the PID and writes its file on each
+    change: seven times for the counters and histograms of one request. Here the request's
+    seven changes take one lock and one PID check. Each value is a float added to as
+    prometheus_client adds to its own, so the files hold the same numbers, to the bit:
+    ``tests/test_multiprocess.py`` proves it against prometheus_client's metrics.
+
+    On a fork, as prometheus_client does, the child opens files of its own PID and starts
+    from what they hold.
+    """
+
+    def __init__(self, families: _Families, buckets: tuple[float, ...], sizes: tuple[float, ...]):
+        self._families = families
+        self._bounds = (*buckets, math.inf)
+        self._sizes = (*sizes, math.inf)
+        self._lock = threading.Lock()
+        self._pid = -1
+        self._counters: Optional[MmapedDict] = None
+        self._histograms: Optional[MmapedDict] = None
+        #: Key -> its value, as the files hold it.
+        self._values: dict[str, float] = {}
+        self.routes: dict[tuple[str, str], _RouteKeys] = {}
+
+    def _open(self, pid: int) -> None:
+        """Open this process's files (a fork's child: its own), forgetting the parent's."""
+        for file in (self._counters, self._histograms):
+            if file is not None:
+                file.close()  # type: ignore[no-untyped-call]
+        path = os.environ[ENV_VAR]
+        self._counters = MmapedDict(os.path.join(path, f"counter_{OWN_FILES}_{pid}.db"))  # type: ignore[no-untyped-call]
+        self._histograms = MmapedDict(os.path.join(path, f"histogram_{OWN_FILES}_{pid}.db"))  # type: ignore[no-untyped-call]
+        self._values = {}
+        for route in self.routes.values():
+            for key in self._histogram_keys(route):
+                self._values[key] = self._histograms.read_value(key)[0]  # type: ignore[no-untyped-call]
+            for key in (*route.statuses.values(), *route.exceptions.values()):
+                self._values[key] = self._counters.read_value(key)[0]  # type: ignore[no-untyped-call]
+        self._pid = pid
+
+    @staticmethod
+    def _histogram_keys(route: _RouteKeys) -> Iterator[str]:
+        yield route.duration_sum
+        yield from route.duration
+        yield route.request_size_sum
+        yield from route.request_size
+        yield route.response_size_sum
+        yield from route.response_size
+
+    def _key(self, file: MmapedDict, *args: Any) -> str:
+        """The key prometheus_client writes a value under, made in *file* as its metrics
+        make it when a child is first labelled: a zero, unless the file holds a value."""
+        key: str = mmap_key(*args)
+        self._values[key] = file.read_value(key)[0]  # type: ignore[no-untyped-call]
+        return key
+
+    def _histogram(
+        self, name: str, route: _RouteKeys, bounds: tuple[float, ...]
+    ) -> tuple[str, list[str]]:
+        """A histogram's ``_sum`` key and bucket keys, made in the order of
+        prometheus_client's ``Histogram``."""
+        file = self._histograms
+        assert file is not None
+        labels = [route.method, route.endpoint]
+        help_text = HTTP_HELP[name]
+        total = self._key(file, name, f"{name}_sum", ROUTE_LABELS, labels, help_text)
+        buckets = [
+            self._key(
+                file,
+                name,
+                f"{name}_bucket",
+                [*ROUTE_LABELS, "le"],
+                [*labels, floatToGoString(bound)],  # type: ignore[no-untyped-call]
+                help_text,
+            )
+            for bound in bounds
+        ]
+        return total, buckets
+
+    def _route(self, method: str, endpoint: str) -> _RouteKeys:
+        route = _RouteKeys(method, endpoint, self._families.in_progress.labels(method, endpoint))
+        route.duration_sum, route.duration = self._histogram(
+            "http_request_duration_seconds", route, self._bounds
+        )
+        route.request_size_sum, route.request_size = self._histogram(
+            "http_request_size_bytes", route, self._sizes
+        )
+        route.response_size_sum, route.response_size = self._histogram(
+            "http_response_size_bytes", route, self._sizes
+        )
+        self.routes[(method, endpoint)] = route
+        return route
+
+    def route(self, method: str, endpoint: str) -> _RouteKeys:
+        """The keys of a route, made on its first request."""
+        route = self.routes.get((method, endpoint))
+        if route is not None:
+            return route
+        with self._lock:
+            if self._pid != os.getpid():
+                self._open(os.getpid())
+            return self.routes.get((method, endpoint)) or self._route(method, endpoint)
+
+    def record(self, route: _RouteKeys, observation: Observation) -> None:
+        """Add one finished request to the files."""
+        duration = observation.duration
+        request_size = observation.request_size
+        response_size = observation.response_size or 0
+        status = observation.status or 500
+        exception = observation.exception
+        sizes = self._sizes
+        with self._lock:
+            if self._pid != os.getpid():
+                self._open(os.getpid())
+            values = self._values
+            histograms = self._histograms
+            counters = self._counters
+            assert histograms is not None
+            assert counters is not None
+            for key, amount in (
+                (route.duration_sum, duration),
+                (route.duration[bisect_left(self._bounds, duration)], 1.0),
+                (route.request_size_sum, request_size),
+                (route.request_size[bisect_left(sizes, request_size)], 1.0),
+                (route.response_size_sum, response_size),
+                (route.response_size[bisect_left(sizes, response_size)], 1.0),
+            ):
+                value = values[key] + amount
+                values[key] = value
+                histograms.write_value(key, value, 0.0)  # type: ignore[no-untyped-call]
+            self._count(counters, route, route.statuses, status, "http_requests", "status")
+            if exception is not None:
+                self._count(
+                    counters,
+                    route,
+                    route.exceptions,
+                    exception,
+                    "http_request_exceptions",
+                    "exception",
+                )
+
+    def _count(
+        self,
+        counters: MmapedDict,
+        route: _RouteKeys,
+        keys: dict[Any, str],
+        label_value: Any,
+        name: str,
+        label: str,
+    ) -> None:
+        """Add one to the counter *name* of *route* whose *label* is *label_value*, its key
+        made on first use and kept in *keys*. The lock is held."""
+        key = keys.get(label_value)
+        if key is None:
+            key = keys[label_value] = self._key(
+                counters,
+                name,
+                f"{name}_total",
+                [*ROUTE_LABELS, label],
+                [route.method, route.endpoint, str(label_value)],
+                HTTP_HELP[name],
+            )
+        value = self._values[key] + 1.0
+        self._values[key] = value
+        counters.write_value(key, value, 0.0)  # type: ignore[no-untyped-call]
 
 
 class _Families:
@@ -203,15 +390,17 @@ class _Families:
             buckets=sizes,
             registry=registry,
         )
-        self.routes: dict[tuple[str, str], _Route] = {}
+        #: The counters' and histograms' values, written by flask-observe itself.
+        self.values = _Values(self, buckets, sizes)
 
 
 _families: PerRegistry[_Families] = PerRegistry()
 
 
 class MultiprocessRecorder:
-    """The metrics sink in multiprocess mode: records each request in prometheus_client's
-    metrics, whose values live in the process's files.
+    """The metrics sink in multiprocess mode: records each request in the process's files,
+    the in-progress gauge through prometheus_client's ``Gauge``, the counters and histograms
+    through :class:`_Values`.
 
     The in-progress gauge is counted up once Flask has routed the request (its ``routed``
     hook, as one process counts requests whose route is known) and down when it finishes,
@@ -227,49 +416,23 @@ class MultiprocessRecorder:
         self, registry: CollectorRegistry, buckets: tuple[float, ...], sizes: tuple[float, ...]
     ) -> None:
         families = _families.get(registry, lambda: _Families(registry, buckets, sizes))
-        self._families = families
-        self._routes = families.routes
+        self._values = families.values
         #: The requests counted in progress, not yet finished.
         self._in_progress: set[Observation] = set()
-
-    def _route(self, observation: Observation) -> _Route:
-        key = (observation.method, observation.endpoint)
-        route = self._routes.get(key)
-        if route is None:
-            route = self._routes.setdefault(key, _Route(self._families, *key))
-        return route
 
     #: Nothing to do before Flask routes the request.
     start = None
 
     def routed(self, observation: Observation) -> None:
-        self._route(observation).in_progress.inc()
+        self._values.route(observation.method, observation.endpoint).in_progress.inc()
         self._in_progress.add(observation)  # set.add is atomic: no lock
 
     def finish(self, observation: Observation) -> None:
-        route = self._route(observation)
+        route = self._values.route(observation.method, observation.endpoint)
         if observation in self._in_progress:
             self._in_progress.discard(observation)
             route.in_progress.dec()
-        route.duration.observe(observation.duration)
-        route.request_size.observe(observation.request_size)
-        route.response_size.observe(observation.response_size or 0)
-        status = observation.status or 500
-        counter = route.statuses.get(status)
-        if counter is None:
-            counter = route.statuses.setdefault(
-                status, self._families.requests.labels(route.method, route.endpoint, str(status))
-            )
-        counter.inc()
-        exception = observation.exception
-        if exception is not None:
-            raised = route.exceptions.get(exception)
-            if raised is None:
-                raised = route.exceptions.setdefault(
-                    exception,
-                    self._families.exceptions.labels(route.method, route.endpoint, exception),
-                )
-            raised.inc()
+        self._values.record(route, observation)
 
 
 class _Files(Collector):
@@ -349,8 +512,12 @@ def _files_lock(path: str, *, exclusive: bool) -> Iterator[None]:
 
 
 def _kind(file_name: str) -> Optional[str]:
-    """``counter``, ``histogram``, ``summary`` or ``gauge_<mode>`` of a file name."""
+    """``counter``, ``histogram``, ``summary`` or ``gauge_<mode>`` of a file name:
+    prometheus_client's (``<type>_<pid>.db``, ``gauge_<mode>_<pid>.db``) and
+    flask-observe's own (``<type>_observe_<pid>.db``)."""
     parts = file_name[: -len(".db")].split("_")
+    if len(parts) == 3 and parts[1] == OWN_FILES and parts[0] in ("counter", "histogram"):
+        return parts[0]
     if parts[0] == "gauge" and len(parts) == 3:
         return f"gauge_{parts[1]}"
     if parts[0] in ("counter", "histogram", "summary") and len(parts) == 2:

@@ -34,6 +34,7 @@ from flask import Flask, got_request_exception, request, request_started
 from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.routing import Map, Rule
 
+from ._http import KNOWN_METHODS, OTHER_METHOD
 from .config import Settings
 from .observation import ENVIRON_KEY, UNMATCHED, Observation, Sink
 
@@ -42,11 +43,6 @@ __all__ = ["ENVIRON_KEY", "RequestPipeline"]
 _log = logging.getLogger("flask_observe")
 
 
-#: Methods kept as label values. Any other method the matched route does not declare is
-#: reported as ``_OTHER`` (the OpenTelemetry convention), so made-up methods cannot add series.
-_KNOWN_METHODS = frozenset(
-    {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"}
-)
 #: Statuses whose response has no body by definition.
 _NO_BODY = frozenset({204, 304})
 
@@ -275,7 +271,7 @@ class RequestPipeline:
             facts = None
         if facts is None:
             method = observation.environ.get("REQUEST_METHOD", "")
-            facts = (method if method in _KNOWN_METHODS else "_OTHER", UNMATCHED, None, "")
+            facts = (method if method in KNOWN_METHODS else OTHER_METHOD, UNMATCHED, None, "")
         # ``method`` is set before ``endpoint``: a scrape that sees an endpoint sees its method.
         observation.method, observation.endpoint, observation.route, observation.path = facts
         length = observation.environ.get("CONTENT_LENGTH")
@@ -307,8 +303,9 @@ class RequestPipeline:
             rule = self._match(environ, None)
             path = _decoded_path(environ)
         method: str = environ.get("REQUEST_METHOD", "")
-        if method not in _KNOWN_METHODS and (rule is None or method not in (rule.methods or ())):
-            method = "_OTHER"
+        # A method the matched route declares is kept, standard or not.
+        if method not in KNOWN_METHODS and (rule is None or method not in (rule.methods or ())):
+            method = OTHER_METHOD
         if rule is None:
             return method, UNMATCHED, None, path
         route = rule.rule

@@ -25,6 +25,7 @@ from .config import Settings
 __all__ = [
     "ALERTS",
     "ENDPOINT",
+    "PEER",
     "SERVICE",
     "SLO_WINDOWS",
     "alerting_rules",
@@ -38,9 +39,11 @@ __all__ = [
 
 Rule = dict[str, Any]
 
-#: The two levels of the recording rules, and the labels each keeps.
+#: The levels of the recording rules, and the labels each keeps: the service, its routes,
+#: and the peers it calls.
 SERVICE = ("service", "job")
 ENDPOINT = ("service_endpoint", "job, method, endpoint")
+PEER = ("service_peer", "job, peer")
 
 #: The windows the SLO rules need: the pairs of the SRE workbook's multiwindow,
 #: multi-burn-rate alerts for a 30-day objective, with Sloth's 1d/2h ticket pair.
@@ -59,11 +62,15 @@ ALERTS = {
     "SaturationHigh": "warn",
     "ErrorBudgetBurnFast": "page",
     "ErrorBudgetBurnSlow": "ticket",
+    "DependencyDegraded": "notify",
 }
 
 
 #: The matcher of server errors.
 _5XX = 'status=~"5.."'
+#: The matcher of failed outgoing calls: a 5xx, or no response at all (the status is then
+#: the exception's class). A 4xx is the caller's mistake, not the peer's trouble.
+_FAILED_CALL = 'status!~"[1-4].."'
 
 
 def _num(value: float) -> str:
@@ -139,6 +146,70 @@ def recording_rules(settings: Settings) -> list[Rule]:
             }
         )
     return rules
+
+
+def _peer_recording_rules(settings: Settings) -> list[Rule]:
+    """The outgoing calls per peer, over 5 minutes: rate, failures and p99."""
+    level, by = PEER
+    calls = f"{level}:http_client_requests:rate5m"
+    failed = f"{level}:http_client_request_errors:rate5m"
+    buckets = f"{level}:http_client_request_duration_seconds_bucket:rate5m"
+    failed_calls = _rate(settings, "http_client_requests_total", "5m", by, _FAILED_CALL)
+    return [
+        {"record": calls, "expr": _rate(settings, "http_client_requests_total", "5m", by)},
+        {"record": failed, "expr": f"{failed_calls}\nor 0 * {calls}"},
+        {
+            "record": f"{level}:http_client_request_errors_per_requests:ratio_rate5m",
+            "expr": f"{failed}\n/ ({calls} > 0)",
+        },
+        {
+            "record": buckets,
+            "expr": _rate(
+                settings, "http_client_request_duration_seconds_bucket", "5m", f"{by}, le"
+            ),
+        },
+        {
+            "record": f"{level}:http_client_request_duration_seconds:p99_5m",
+            "expr": f"histogram_quantile(0.99, {buckets})\nand on ({by}) ({calls} > 0)",
+        },
+    ]
+
+
+def _dependency_alerts(settings: Settings) -> list[Rule]:
+    """``DependencyDegraded``: the calls to one peer fail, or are slow, for a while. One
+    rule per signal, told apart by the ``signal`` label."""
+    s = settings
+    job, peer = "{{ $labels.job }}", "{{ $labels.peer }}"
+    for_ = s.alert_dependency_for
+    return [
+        _alert(
+            s,
+            "DependencyDegraded",
+            f"service_peer:http_client_request_errors_per_requests:ratio_rate5m "
+            f"> {_num(s.alert_dependency_error_ratio)}",
+            for_,
+            f"{job}: {{{{ $value | humanizePercentage }}}} of the calls to {peer} fail",
+            f"{{{{ $value | humanizePercentage }}}} of the calls {job} made to {peer} over the "
+            f"last 5 minutes got a 5xx or no response, above the threshold of "
+            f"{_percent(s.alert_dependency_error_ratio)} "
+            f"(OBSERVE_ALERT_DEPENDENCY_ERROR_RATIO) for {for_} (OBSERVE_ALERT_DEPENDENCY_FOR).",
+            signal="errors",
+        ),
+        _alert(
+            s,
+            "DependencyDegraded",
+            f"service_peer:http_client_request_duration_seconds:p99_5m "
+            f"> {_num(s.alert_dependency_latency_seconds)}",
+            for_,
+            f"{job}: calls to {peer} take {{{{ $value | humanizeDuration }}}} at p99",
+            f"The 99th percentile duration of the calls {job} made to {peer} over the last 5 "
+            f"minutes is {{{{ $value | humanizeDuration }}}}, above the threshold of "
+            f"{_seconds(s.alert_dependency_latency_seconds)} "
+            f"(OBSERVE_ALERT_DEPENDENCY_LATENCY_SECONDS) for {for_} "
+            "(OBSERVE_ALERT_DEPENDENCY_FOR).",
+            signal="latency",
+        ),
+    ]
 
 
 def _slo_recording_rules(settings: Settings) -> list[Rule]:
@@ -305,6 +376,9 @@ def rule_groups(settings: Settings) -> dict[str, Any]:
     if settings.slo_availability is not None:
         rules += _slo_recording_rules(settings)
         alerts += _burn_rate_alerts(settings, settings.slo_availability)
+    if settings.http_clients:  # outgoing calls observed: the peers they go to
+        rules += _peer_recording_rules(settings)
+        alerts += _dependency_alerts(settings)
     return {"groups": [{"name": f"flask_observe:{settings.service_name}", "rules": rules + alerts}]}
 
 

@@ -13,6 +13,8 @@ import os
 import queue
 from typing import Optional
 
+import httpx
+import requests
 from prometheus_client import CollectorRegistry
 from sqlalchemy import create_engine
 from sqlalchemy.pool import QueuePool
@@ -22,6 +24,10 @@ from flask_observe import Observe, counted, timed
 from .conftest import make_app
 
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
+
+#: Where the outgoing calls go: a port nothing listens on, refused at once, and the same in
+#: every process (a server's port would differ, and with it the ``peer`` label).
+REFUSED = "http://127.0.0.1:1/stock"
 
 #: Every kind of request the HTTP metrics tell apart: statuses, an exception, no route, a
 #: method the route does not take, a method nobody knows, a request body, a streamed
@@ -80,6 +86,10 @@ def run(registry: Optional[CollectorRegistry], folder: str) -> dict[str, str]:
         price_order()
         with contextlib.suppress(LookupError):
             reserve_stock()
+        with contextlib.suppress(requests.ConnectionError):
+            requests.get(REFUSED, timeout=5)
+        with contextlib.suppress(httpx.ConnectError):
+            httpx.post(REFUSED, timeout=5)
     client.get("/healthz/ready").close()
     scrapes = {}
     try:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from flask import Flask
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -114,3 +115,16 @@ def test_the_floor_line_has_the_fields_and_values_of_the_access_line() -> None:
     the request ID; and only the app with the access line writes one."""
     apps = {kind: access_line.one_route_app(kind) for kind in access_line.KINDS}
     access_line.check_lines(apps)
+
+
+def test_the_clients_benchmark_runs_every_case(capsys: pytest.CaptureFixture[str]) -> None:
+    import clients  # bench/clients.py, not flask_observe.clients
+
+    assert clients.main(["--calls", "5", "--rounds", "1", "--all-cpus"]) == 0
+    out = capsys.readouterr().out
+    for case in ("bare send", "metrics only", "metrics and span", "observed"):
+        assert case in out
+    # The contrib instrumentation it compares with is gone again.
+    assert not getattr(
+        requests.Session.send, "opentelemetry_instrumentation_requests_applied", False
+    )

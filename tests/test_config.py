@@ -113,6 +113,16 @@ def _init(**config: Any) -> Flask:
         ("OBSERVE_SIGNALS_ENABLED", "yes", "True or False"),
         ("OBSERVE_TRACK_SQLALCHEMY", 1, "True or False"),
         ("OBSERVE_PROCESS_METRICS", None, "True or False"),
+        ("OBSERVE_HTTP_CLIENTS", "requests", "a list of 'requests' and 'httpx'"),
+        ("OBSERVE_HTTP_CLIENTS", ["urllib3"], "('urllib3' is not one)"),
+        ("OBSERVE_PROPAGATE_HOSTS", "*.internal", "a list of host patterns"),
+        ("OBSERVE_PROPAGATE_HOSTS", ["https://api.internal"], "is not one"),
+        ("OBSERVE_PROPAGATE_HOSTS", ["api.*.internal"], "is not one"),
+        ("OBSERVE_HTTP_CLIENT_MAX_PEERS", 0, "a whole number > 0"),
+        ("OBSERVE_HTTP_CLIENT_LOG", "debug", "True or False"),
+        ("OBSERVE_ALERT_DEPENDENCY_ERROR_RATIO", 1, "between 0 and 1, both excluded, or None"),
+        ("OBSERVE_ALERT_DEPENDENCY_LATENCY_SECONDS", -1, "positive"),
+        ("OBSERVE_ALERT_DEPENDENCY_FOR", "5", "a Prometheus duration"),
     ],
 )
 def test_bad_value_fails_at_init_app_naming_key_value_and_allowed(
@@ -289,6 +299,46 @@ def test_alert_settings_defaults() -> None:
     assert settings.runbook_url is None
     assert settings.trace_url_template is None
     assert settings.rules_selector == 'job="shop"'
+
+
+def test_client_settings_defaults() -> None:
+    settings = _init().extensions["observe"].settings
+    # Both libraries are test dependencies: installed, so observed by default.
+    assert settings.http_clients == ("requests", "httpx")
+    assert settings.propagate_hosts is None
+    assert settings.http_client_max_peers == 100
+    assert settings.http_client_log is False
+    # The dependency alert's thresholds are the service's own unless set.
+    assert settings.alert_dependency_error_ratio == settings.alert_error_ratio
+    assert settings.alert_dependency_latency_seconds == settings.alert_latency_seconds
+    assert settings.alert_dependency_for == "5m"
+
+
+def test_client_settings_as_given() -> None:
+    settings = (
+        _init(
+            OBSERVE_HTTP_CLIENTS=["httpx", "httpx"],
+            OBSERVE_PROPAGATE_HOSTS=["API.internal", "*.svc.cluster.local:8080", "[::1]"],
+            OBSERVE_ALERT_DEPENDENCY_ERROR_RATIO=0.2,
+            OBSERVE_ALERT_DEPENDENCY_LATENCY_SECONDS=0.5,
+        )
+        .extensions["observe"]
+        .settings
+    )
+    assert settings.http_clients == ("httpx",)
+    assert settings.propagate_hosts == ("api.internal", "*.svc.cluster.local:8080", "[::1]")
+    assert settings.alert_dependency_error_ratio == 0.2
+    assert settings.alert_dependency_latency_seconds == 0.5
+    assert _init(OBSERVE_HTTP_CLIENTS=[]).extensions["observe"].clients is None
+
+
+def test_a_client_library_that_is_not_installed_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("flask_observe.config.installed_clients", lambda: ("requests",))
+    with pytest.raises(ConfigError, match="'httpx' is not installed"):
+        _init(OBSERVE_HTTP_CLIENTS=["httpx"])
+    assert _init().extensions["observe"].settings.http_clients == ("requests",)
 
 
 @pytest.mark.parametrize("duration", ["5s", "90s", "1h30m", "2d", "1w", "250ms", "1y"])

@@ -3,12 +3,14 @@ and they name only metrics the app exports or the generated rules record."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from prometheus_client import CollectorRegistry, ProcessCollector
 
 from flask_observe import _yaml
@@ -53,6 +55,8 @@ def _exported_names() -> set[str]:
     client = app.test_client()
     client.get("/orders/1")
     client.get("/boom")
+    with app.app_context(), contextlib.suppress(requests.ConnectionError):
+        requests.get("http://127.0.0.1:1/", timeout=5)  # refused: a call's series
     return {s.name for family in scrape(client).values() for s in family.samples}
 
 
@@ -74,7 +78,9 @@ def test_the_dashboard_loads_as_json_with_its_rows_and_variables() -> None:
     assert [v["name"] for v in board["templating"]["list"]] == ["datasource", "job", "instance"]
     assert 'flask_observe_info{service="shop"}' in board["templating"]["list"][1]["definition"]
     rows = [p["title"] for p in board["panels"] if p["type"] == "row"]
-    assert rows == ["Traffic", "Errors", "Latency", "Saturation"]
+    assert rows == ["Traffic", "Errors", "Latency", "Saturation", "Dependencies"]
+    without_clients = dashboard(_settings(OBSERVE_HTTP_CLIENTS=[]))
+    assert "Dependencies" not in {p["title"] for p in without_clients["panels"]}
     ids = [p["id"] for p in board["panels"]]
     assert len(ids) == len(set(ids))
     for panel in board["panels"]:
@@ -119,6 +125,7 @@ def test_queries_name_only_exported_or_recorded_metrics(full: dict[str, Any]) ->
         <= used
     )
     assert "service:http_request_errors_per_requests:ratio_rate1h" in used
+    assert "http_client_request_duration_seconds_bucket" in used
 
 
 def test_metric_names_sees_through_promql_syntax() -> None:
@@ -153,6 +160,8 @@ def test_alert_thresholds_are_drawn_as_lines() -> None:
     assert _lines(_panel(board, "5xx ratio")) == [0.02]
     assert _lines(_panel(board, "Database pool in use")) == [0.9]
     assert _lines(_panel(board, "Requests in flight")) == [32.0]
+    assert _lines(_panel(board, "Failed calls by peer")) == [0.02]
+    assert _lines(_panel(board, "Call latency p99 by peer")) == [0.75]
     assert 'le="0.75"' in _panel(board, "Requests slower than 0.75s")["targets"][0]["expr"]
     drop = _panel(board, "Traffic against the TrafficDrop line")["targets"][1]["expr"]
     assert drop.startswith("0.5 * ")
@@ -168,7 +177,11 @@ def test_burn_rate_panel_only_with_an_slo(full: dict[str, Any]) -> None:
 def test_exemplars_link_to_the_trace_backend_when_a_template_is_set(
     full: dict[str, Any],
 ) -> None:
-    for title in ("Latency p50 / p95 / p99 by route", "Latency distribution"):
+    for title in (
+        "Latency p50 / p95 / p99 by route",
+        "Latency distribution",
+        "Call latency p99 by peer",
+    ):
         panel = _panel(full, title)
         assert any(t.get("exemplar") for t in panel["targets"])
         (override,) = panel["fieldConfig"]["overrides"]

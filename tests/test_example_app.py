@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from prometheus_client import CollectorRegistry
 import flask_observe
 from example_app import create_app, load
 from example_app.__main__ import banner
+from example_app.inventory import create_inventory_app
 from example_app.settings import (
     DEFAULT_DELAYS,
     DEFAULT_FAILURE_RATES,
@@ -350,6 +352,8 @@ def test_config_beats_the_environment(tmp_path: Path) -> None:
         ("EXAMPLE_DATABASE_URL", "not a url"),
         ("EXAMPLE_DATABASE_URL", "sqlite://"),
         ("EXAMPLE_CHECK_INVENTROY_DELAY", 1),
+        ("EXAMPLE_INVENTORY_URL", "inventory:5001"),
+        ("EXAMPLE_INVENTORY_URL", 5001),
     ],
 )
 def test_a_bad_setting_stops_the_app(make_app: AppFactory, name: str, value: Any) -> None:
@@ -540,3 +544,61 @@ def test_an_order_is_one_trace_with_the_checkout_steps_under_it(
         )
         for step in STEPS
     }
+
+
+# -- the inventory service, over HTTP --
+
+
+@pytest.fixture
+def inventory_url(registry: CollectorRegistry) -> Iterator[Callable[..., str]]:
+    """``inventory_url(**config)``: the inventory service served on 127.0.0.1, its URL."""
+    with contextlib.ExitStack() as stack:
+
+        def serve(**config: Any) -> str:
+            app = create_inventory_app(
+                {**QUIET, "OBSERVE_LOG_JSON": False, **config}, registry=CollectorRegistry()
+            )
+            stack.callback(app.extensions["observe"].tracer_provider.shutdown)
+            return f"http://127.0.0.1:{stack.enter_context(serving(app))}"
+
+        yield serve
+
+
+def test_the_checkout_reserves_over_http_and_counts_the_call(
+    make_app: AppFactory, registry: CollectorRegistry, spans: Spans, inventory_url: Any
+) -> None:
+    url = inventory_url()
+    client = make_app(EXAMPLE_INVENTORY_URL=url).test_client()
+    assert client.post("/orders", json=ORDER).status_code == 201
+    labels = {"method": "POST", "peer": url[7:], "status": "200"}
+    assert registry.get_sample_value("http_client_requests_total", labels) == 1
+    (call,) = [span for span in spans.finished() if span.name == "POST"]
+    assert spans.named(STEP_LABELS["check_inventory"]).context.span_id == call.parent.span_id
+
+
+@pytest.mark.parametrize(
+    ("config", "status", "error"),
+    [
+        ({failure_rate_name("check_inventory"): 1.0}, 409, "out_of_stock"),
+        (None, 503, "inventory_unavailable"),
+    ],
+)
+def test_an_inventory_that_refuses_or_is_down_refuses_the_order(
+    make_app: AppFactory,
+    registry: CollectorRegistry,
+    inventory_url: Any,
+    config: Optional[dict[str, Any]],
+    status: int,
+    error: str,
+) -> None:
+    url = "http://127.0.0.1:1" if config is None else inventory_url(**config)
+    client = make_app(EXAMPLE_INVENTORY_URL=url).test_client()
+    response = client.post("/orders", json=ORDER)
+    assert (response.status_code, response.get_json()["error"]) == (status, error)
+    assert calls(registry, STEP_LABELS["check_inventory"], "error") == 1
+
+
+def test_the_banner_names_the_inventory_service() -> None:
+    assert "http://127.0.0.1:5001" in banner(
+        "127.0.0.1", 5000, inventory_url="http://127.0.0.1:5001"
+    )

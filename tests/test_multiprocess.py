@@ -138,6 +138,8 @@ def test_both_modes_export_the_same_families_types_and_label_sets(
         "process_resident_memory_bytes",
         "process_open_fds",
         "process_threads",
+        "http_client_requests",
+        "http_client_request_duration_seconds",
     } <= set(single)
     assert all(samples for _type, _help, samples in single.values())
 
@@ -273,6 +275,64 @@ def test_calls_outside_an_app_context_add_up_with_the_apps_in_the_files(
     }
     assert samples["app_function_calls_total"] == 6
     assert samples["app_function_duration_seconds_count"] == 6
+
+
+def test_the_values_flask_observe_writes_are_prometheus_clients_to_the_bit(
+    tmp_path: Path,
+) -> None:
+    # The counters and histograms are written by flask-observe's own code, in files of its
+    # own: the same requests through prometheus_client's metrics must leave the same keys
+    # and values, and its collector must read the same samples (tests/multiprocess_values.py).
+    result = python(["-m", "tests.multiprocess_values"], tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
+    examples, files = result.stdout.split(";")
+    assert int(examples.split()[0]) >= 50
+    pid = files.split()[0].rsplit("_", 1)[1]
+    assert set(files.split()) == {
+        f"counter_{pid}",
+        f"counter_observe_{pid}",
+        f"histogram_{pid}",
+        f"histogram_observe_{pid}",
+        f"gauge_livesum_{pid}",
+    }
+
+
+#: Requests before and after a fork, in the parent and in the child: each process's values
+#: go in its own files, as prometheus_client's do, and the scrape adds them up.
+FORKED_REQUESTS = """
+import os, sys
+from prometheus_client import CollectorRegistry
+from tests.conftest import make_app
+
+app = make_app(CollectorRegistry())
+client = app.test_client()
+client.get("/orders/1")
+pid = os.fork()
+if pid == 0:
+    for _ in range(3):
+        app.test_client().get("/orders/1")
+    os._exit(0)
+os.waitpid(pid, 0)
+client.get("/orders/1")
+sys.stdout.write(client.get("/metrics").get_data(as_text=True))
+"""
+
+
+def test_a_fork_child_counts_in_files_of_its_own(tmp_path: Path) -> None:
+    result = python(["-c", FORKED_REQUESTS], tmp_path)
+    assert result.returncode == 0, result.stderr
+    samples = {
+        (sample.name, sample.labels.get("le")): sample.value
+        for family in parse_text(result.stdout)
+        for sample in family.samples
+        if sample.labels.get("endpoint") == "/orders/<int:order_id>"
+    }
+    assert samples[("http_requests_total", None)] == 5
+    assert samples[("http_request_duration_seconds_count", None)] == 5
+    assert samples[("http_request_duration_seconds_bucket", "+Inf")] == 5
+    assert samples[("http_requests_in_progress", None)] == 0
+    own = sorted(p.name for p in tmp_path.glob("*_observe_*.db"))
+    assert len(own) == 4, own  # counter and histogram files of two processes
 
 
 # -- the refusals at init_app --

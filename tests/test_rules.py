@@ -155,12 +155,13 @@ def test_rule_names_follow_level_metric_operations() -> None:
     assert len(records) == len(set(records))
     for name in records:
         level, metric, operations = name.split(":")
-        assert level in ("service", "service_endpoint")
+        assert level in ("service", "service_endpoint", "service_peer")
         assert metric.startswith("http_")
         assert re.fullmatch(r"(rate|ratio_rate|p\d\d_)\w+", operations), name
     assert "service:http_requests:rate5m" in records
     assert "service_endpoint:http_request_duration_seconds:p99_5m" in records
     assert "service:http_request_errors_per_requests:ratio_rate3d" in records
+    assert "service_peer:http_client_request_duration_seconds:p99_5m" in records
 
 
 def test_every_alert_has_severity_summary_description_and_runbook() -> None:
@@ -383,6 +384,82 @@ def test_burn_rate_pairs_need_both_windows_above_the_rate(tmp_path: Path) -> Non
         # takes a fifth of the time over a day of series.
         every="5m",
     )
+
+
+PEER = {"peer": "inventory:8080"}
+
+
+def _calls(**per_minute: int) -> list[Any]:
+    """``http_client_requests_total`` to one peer: calls a minute by status, for 10 minutes."""
+    return [
+        _series("http_client_requests_total", counter((10, count)), method="GET", **PEER, status=s)
+        for s, count in per_minute.items()
+    ]
+
+
+def _call_latency(le_from: str) -> list[Any]:
+    """60 calls a minute to one peer, all in the bucket ``le_from`` and above."""
+    first = LES.index(le_from)
+    return [
+        _series(
+            "http_client_request_duration_seconds_bucket",
+            counter((10, 60 if i >= first else 0)),
+            method="GET",
+            **PEER,
+            le=le,
+        )
+        for i, le in enumerate(LES)
+    ] + _calls(**{"200": 60})
+
+
+def test_dependency_alert_fires_on_failed_calls_not_on_4xx(tmp_path: Path) -> None:
+    """10% of the calls refused or answered with a 503 fire it; 40% of 404s do not."""
+    settings = _settings(OBSERVE_ALERT_DEPENDENCY_ERROR_RATIO=0.08)
+    errors = {"signal": "errors"}
+    failing = expected(settings, "DependencyDegraded", "10%", rule_labels=errors, **PEER)
+    assert failing["exp_annotations"]["description"] == (
+        "10% of the calls shop made to inventory:8080 over the last 5 minutes got a 5xx or no "
+        "response, above the threshold of 8% (OBSERVE_ALERT_DEPENDENCY_ERROR_RATIO) for 5m "
+        "(OBSERVE_ALERT_DEPENDENCY_FOR)."
+    )
+    promtool_test(
+        tmp_path,
+        settings,
+        [
+            case(
+                _calls(**{"200": 90, "503": 5, "ConnectError": 5}),
+                ("5m", "DependencyDegraded", []),  # pending
+                ("7m", "DependencyDegraded", [failing]),
+            ),
+            case(
+                _calls(**{"200": 95, "503": 3, "ConnectError": 2}), ("8m", "DependencyDegraded", [])
+            ),
+            case(_calls(**{"200": 60, "404": 40}), ("8m", "DependencyDegraded", [])),
+        ],
+    )
+
+
+def test_dependency_alert_fires_on_slow_calls(tmp_path: Path) -> None:
+    settings = _settings(OBSERVE_ALERT_DEPENDENCY_LATENCY_SECONDS=1.0)
+    slow = expected(
+        settings, "DependencyDegraded", "1.99s", rule_labels={"signal": "latency"}, **PEER
+    )
+    promtool_test(
+        tmp_path,
+        settings,
+        [
+            # Every call in (1, 2]: p99 interpolates to 1.99 s, above 1 s.
+            case(_call_latency("2.0"), ("7m", "DependencyDegraded", [slow])),
+            case(_call_latency("1.0"), ("8m", "DependencyDegraded", [])),
+        ],
+    )
+
+
+def test_no_dependency_rules_without_observed_clients() -> None:
+    settings = _settings(OBSERVE_HTTP_CLIENTS=[])
+    rules = [r for g in rule_groups(settings)["groups"] for r in g["rules"]]
+    assert not [r for r in rules if "http_client" in r["expr"]]
+    assert "DependencyDegraded" not in {r.get("alert") for r in rules}
 
 
 # -- the Alertmanager example --

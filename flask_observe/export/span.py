@@ -224,13 +224,19 @@ class LeanTracer(trace.Tracer):
         name: str,
         context: Optional[context_api.Context],
         kind: SpanKind,
-        attributes: dict[str, Any],
+        attributes: Union[dict[str, Any], Callable[[], dict[str, Any]]],
     ) -> trace.Span:
         """Start a span whose *attributes* are valid OpenTelemetry attribute values already
         (strings, booleans, numbers) under non-empty string keys, so that they are not
-        cleaned. The dict becomes the span's: the caller must not keep it."""
+        cleaned. The dict becomes the span's: the caller must not keep it.
+
+        *attributes* may be a function that makes the dict: it is called only when the span
+        records, or when the sampler must see them, so a request that is not sampled does
+        not pay for them."""
         if not self._usable():
-            return self._sdk.start_span(name, context, kind, attributes)
+            return self._sdk.start_span(
+                name, context, kind, attributes() if callable(attributes) else attributes
+            )
         return self._start(name, context, kind, attributes, True, (), None, True, True)
 
     def _start(
@@ -238,7 +244,7 @@ class LeanTracer(trace.Tracer):
         name: str,
         context: Optional[context_api.Context],
         kind: SpanKind,
-        attributes: dict[str, Any],
+        given: Union[dict[str, Any], Callable[[], dict[str, Any]]],
         trusted: bool,
         links: Optional[Sequence[Link]],
         start_time: Optional[int],
@@ -262,12 +268,14 @@ class LeanTracer(trace.Tracer):
             decision = self._plan(parent, trace_id)
             trace_state = None if parent is None else parent.trace_state
         else:
+            # A sampler of the application's may look at the attributes: made now.
+            attributes = given = given() if callable(given) else given
             result = sampler.should_sample(context, trace_id, name, kind, attributes, links)
             decision = result.decision
             trace_state = result.trace_state
             if decision is not Decision.DROP and result.attributes != attributes:
                 # The sampler had its say: its attributes are the span's.
-                attributes, trusted = dict(result.attributes), False
+                given, trusted = dict(result.attributes), False
         flags = _SAMPLED if decision is Decision.RECORD_AND_SAMPLE else _NOT_SAMPLED
         if random_ids:
             flags = TraceFlags(flags | _RANDOM_FLAG)
@@ -280,6 +288,7 @@ class LeanTracer(trace.Tracer):
         )
         if decision is Decision.DROP:
             return NonRecordingSpan(span_context)
+        attributes = given() if callable(given) else given
         return LeanSpan(
             self,
             name,

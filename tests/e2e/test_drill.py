@@ -1,16 +1,20 @@
 """The drill: from the latency alert to the slow step, with the real programs.
 
-The example order service runs in this process on a real server, its inventory step made
-slow; a real Prometheus scrapes it every second and evaluates the rules that
-``flask observe rules`` writes for it; its spans go over OTLP/HTTP to a receiver in the test.
-Then the path an on-call engineer follows, one step asserted at a time:
+The example order service runs in this process on a real server, and calls the example
+inventory service over HTTP, on a real server too, made slow; a real Prometheus scrapes the
+order service every second and evaluates the rules that ``flask observe rules`` writes for
+it; the spans of both services go over OTLP/HTTP to a receiver in the test. Then the path
+an on-call engineer follows, one step asserted at a time:
 
-1. ``HighLatencyP99`` fires in Prometheus for ``POST /orders``;
+1. ``HighLatencyP99`` fires in Prometheus for ``POST /orders``, and ``DependencyDegraded``
+   for the calls to the inventory service;
 2. the OpenMetrics scrape of ``/metrics`` gives an exemplar with a ``trace_id`` on a bucket
    above the latency threshold;
 3. that trace's spans, decoded with opentelemetry-proto, show the inventory step as the
-   largest child of ``process_order``;
-4. the JSON log lines with that ``trace_id`` name the same step as the slow one.
+   largest child of ``process_order``, its call to the inventory service under it, and the
+   inventory service's own request span under the call, taking the time;
+4. the JSON log lines with that ``trace_id`` name the same step as the slow one, and the
+   inventory service's own line says where its time went.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from example_app import create_app
-from example_app.settings import STEPS, delay_name, failure_rate_name
+from example_app.inventory import create_inventory_app
+from example_app.settings import INVENTORY_URL, STEPS, delay_name, failure_rate_name
 
 from ..conftest import require_binary, serving
 from ..otlp import export_to, receiving
@@ -51,28 +56,51 @@ PROCESS_ORDER = STEP("process_order")
 
 
 @pytest.fixture
-def slow_shop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Flask, Any]]:
-    """The order service with a slow inventory, its spans exported to a receiver."""
+def slow_shop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Flask, Flask, Any]]:
+    """The order service calling a slow inventory service, both exporting their spans to a
+    receiver."""
     with receiving() as receiver:
         export_to(monkeypatch, receiver)
-        config: dict[str, Any] = {
-            **{delay_name(step): 0.001 for step in STEPS},
-            **{failure_rate_name(step): 0 for step in STEPS},
-            delay_name("check_inventory"): SLOW_SECONDS,
-            "EXAMPLE_BUG_RATE": 0,
-            "EXAMPLE_DATABASE_URL": f"sqlite:///{tmp_path / 'shop.sqlite3'}",
-            # The app's own provider and OTLP exporter, as in production.
-            "OBSERVE_TRACING_SETUP": "always",
-            "OBSERVE_TRACING_EXPORTER": "otlp",
-            "OBSERVE_ALERT_LATENCY_SECONDS": THRESHOLD,
-            "OBSERVE_ALERT_LATENCY_FOR": "2s",
-        }
-        app = create_app(config, registry=CollectorRegistry())
+        inventory = create_inventory_app(
+            {
+                delay_name("check_inventory"): SLOW_SECONDS,
+                failure_rate_name("check_inventory"): 0,
+                "OBSERVE_TRACING_EXPORTER": "otlp",
+                # One process, one log handler: the order service's writes these lines.
+                "OBSERVE_LOG_JSON": False,
+            },
+            registry=CollectorRegistry(),
+        )
         try:
-            yield app, receiver
+            with serving(inventory) as inventory_port:
+                shop = _shop(tmp_path, inventory_port)
+                try:
+                    yield shop, inventory, receiver
+                finally:
+                    shop.extensions["observe"].tracer_provider.shutdown()
+                    shop.extensions["example_app"].jobs.stop()
+                    shop.extensions["example_app"].database.dispose()
         finally:
-            app.extensions["observe"].tracer_provider.shutdown()
-            app.extensions["example_app"].database.dispose()
+            inventory.extensions["observe"].tracer_provider.shutdown()
+
+
+def _shop(tmp_path: Path, inventory_port: int) -> Flask:
+    config: dict[str, Any] = {
+        **{delay_name(step): 0.001 for step in STEPS},
+        **{failure_rate_name(step): 0 for step in STEPS},
+        INVENTORY_URL: f"http://127.0.0.1:{inventory_port}",
+        "EXAMPLE_BUG_RATE": 0,
+        "EXAMPLE_DATABASE_URL": f"sqlite:///{tmp_path / 'shop.sqlite3'}",
+        # The app's own provider and OTLP exporter, as in production.
+        "OBSERVE_TRACING_SETUP": "always",
+        "OBSERVE_TRACING_EXPORTER": "otlp",
+        "OBSERVE_ALERT_LATENCY_SECONDS": THRESHOLD,
+        "OBSERVE_ALERT_LATENCY_FOR": "2s",
+        "OBSERVE_ALERT_DEPENDENCY_FOR": "2s",
+    }
+    return create_app(config, registry=CollectorRegistry())
 
 
 def _order_traffic(port: int, stop: threading.Event, sent: list[int]) -> None:
@@ -119,10 +147,11 @@ def _slow_exemplar(port: int) -> tuple[float, str, float]:
 
 
 def test_from_the_latency_alert_to_the_slow_step(
-    slow_shop: tuple[Flask, Any], tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    slow_shop: tuple[Flask, Flask, Any], tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     binary = require_binary("prometheus")
-    app, receiver = slow_shop
+    app, inventory, receiver = slow_shop
+    inventory_peer = app.extensions["example_app"].settings.checkout.inventory_url[7:]
     result = app.test_cli_runner().invoke(args=["observe", "rules"])
     assert result.exit_code == 0, result.output
     rules = tmp_path / "shop.rules.yml"
@@ -158,6 +187,17 @@ def test_from_the_latency_alert_to_the_slow_step(
             assert alert["labels"]["endpoint"] == "/orders"
             assert alert["labels"]["severity"] == "notify"
             assert float(alert["value"]) > THRESHOLD
+            # The calls to the inventory service are slow too, and say who is slow.
+            wait_until(
+                "DependencyDegraded firing",
+                lambda: prometheus.alert_state("DependencyDegraded") == "firing" or None,
+                timeout=20,
+            )
+            (dependency,) = [
+                a for a in prometheus.alerts() if a["labels"]["alertname"] == "DependencyDegraded"
+            ]
+            assert dependency["labels"]["peer"] == inventory_peer
+            assert dependency["labels"]["signal"] == "latency"
             assert set(prometheus.rule_health().values()) == {"ok"}
         finally:
             stop.set()
@@ -171,9 +211,13 @@ def test_from_the_latency_alert_to_the_slow_step(
 
     # 3. The trace: the inventory step is the largest child of process_order.
     app.extensions["observe"].tracer_provider.force_flush()
-    spans = [
-        span for _resource, span in receiver.spans() if span.trace_id == bytes.fromhex(trace_id)
+    inventory.extensions["observe"].tracer_provider.force_flush()
+    received = [
+        (resource["service.name"], span)
+        for resource, span in receiver.spans()
+        if span.trace_id == bytes.fromhex(trace_id)
     ]
+    spans = [span for service, span in received if service == "shop"]
     by_name = {span.name: span for span in spans}
     server = by_name["POST /orders"]
     assert server.parent_span_id == b""
@@ -184,6 +228,16 @@ def test_from_the_latency_alert_to_the_slow_step(
     assert {span.name for span in children} == {STEP(step) for step in STEPS}
     largest = max(children, key=lambda span: span.end_time_unix_nano - span.start_time_unix_nano)
     assert largest.name == STEP("check_inventory")
+    # Under the step, its call; under the call, the inventory service's own request span,
+    # which takes nearly all of the step's time.
+    (call,) = [span for span in spans if span.parent_span_id == largest.span_id]
+    assert call.name == "POST"
+    assert call.kind == call.SPAN_KIND_CLIENT
+    (reservation,) = [span for service, span in received if service == "inventory"]
+    assert reservation.name == "POST /reservations"
+    assert reservation.parent_span_id == call.span_id
+    reserved_seconds = (reservation.end_time_unix_nano - reservation.start_time_unix_nano) / 1e9
+    assert reserved_seconds > THRESHOLD
 
     # 4. The log lines of that trace name the same step.
     lines = [
@@ -196,5 +250,15 @@ def test_from_the_latency_alert_to_the_slow_step(
     assert slowest["step"] == "check_inventory"
     assert slowest["span_id"] == largest.span_id.hex()
     assert slowest["duration_ms"] > THRESHOLD * 1000
-    (access,) = [line for line in traced if line["logger"] == "flask_observe.access"]
-    assert (access["route"], access["status"]) == ("/orders", 201)
+    accessed = {
+        line["service"]: line for line in traced if line["logger"] == "flask_observe.access"
+    }
+    assert (accessed["shop"]["route"], accessed["shop"]["status"]) == ("/orders", 201)
+    # The inventory service's lines of the same trace: its access line, and its own line
+    # saying the reservation took the time, written inside its request span.
+    assert accessed["inventory"]["route"] == "/reservations"
+    assert accessed["inventory"]["request_id"] == accessed["shop"]["request_id"]
+    (reserved,) = [line for line in traced if line["event"] == "inventory_reserved"]
+    assert reserved["service"] == "inventory"
+    assert reserved["span_id"] == reservation.span_id.hex()
+    assert reserved["duration_ms"] > THRESHOLD * 1000

@@ -317,6 +317,52 @@ def test_the_providers_sampler_decides(tracers: Tracers) -> None:
         made.provider.shutdown()
 
 
+def test_trusted_attributes_are_made_only_when_the_span_records_or_the_sampler_asks() -> None:
+    made: list[str] = []
+
+    def attributes(name: str) -> Any:
+        def make() -> dict[str, Any]:
+            made.append(name)
+            return {"made.by": name}
+
+        return make
+
+    class Asking(Sampler):
+        """Looks at the attributes, then drops the span."""
+
+        def should_sample(
+            self,
+            parent_context: Any,
+            trace_id: int,
+            name: str,
+            kind: Any,
+            attributes: Any,
+            *args: Any,
+            **kwargs: Any,
+        ) -> SamplingResult:
+            assert attributes == {"made.by": "asked"}
+            return SamplingResult(Decision.DROP)
+
+        def get_description(self) -> str:
+            return "Asking"
+
+    dropped, sampled, asking = (
+        Tracers(sampler=ALWAYS_OFF),
+        Tracers(sampler=ALWAYS_ON),
+        Tracers(sampler=Asking()),
+    )
+    span = dropped.lean.start_trusted("work", None, SpanKind.SERVER, attributes("dropped"))
+    assert not span.is_recording()
+    span = asking.lean.start_trusted("work", None, SpanKind.SERVER, attributes("asked"))
+    assert not span.is_recording()
+    sampled.lean.start_trusted("work", None, SpanKind.SERVER, attributes("sampled")).end()
+    assert made == ["asked", "sampled"]
+    (readable,) = sampled.finished()
+    assert dict(readable.attributes or {}) == {"made.by": "sampled"}
+    for tracers in (dropped, sampled, asking):
+        tracers.provider.shutdown()
+
+
 def test_the_providers_id_generator_and_resource_name_the_span() -> None:
     class Counting(IdGenerator):
         def __init__(self) -> None:

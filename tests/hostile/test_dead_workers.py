@@ -1,9 +1,10 @@
 """The files of dead workers are folded into archives: no count is lost, and the directory
 does not grow with every worker that ever lived.
 
-The files are prometheus_client's own format, written with its ``MmapedDict`` as its
-multiprocess values write them, one set per simulated worker PID; what a scrape makes of
-the directory is read with its ``MultiProcessCollector`` before and after.
+The files are prometheus_client's own format (flask-observe's own files too), written with
+its ``MmapedDict`` as its multiprocess values write them, one set per simulated worker PID;
+what a scrape makes of the directory is read with its ``MultiProcessCollector`` before and
+after.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ SERIES = [
     ("gauge_mostrecent", "last", "last", "Last."),
     ("gauge_all", "per_process", "per_process", "Per process."),
     ("gauge_livesum", "in_progress", "in_progress", "In progress."),
+    # flask-observe's own files of the HTTP counters and histograms.
+    ("counter_observe", "served", "served_total", "Served."),
+    ("histogram_observe", "took", "took_bucket", "Took."),
 ]
 
 
@@ -111,6 +115,8 @@ def test_archives_stay_few_however_many_workers_die(tmp_path: Path) -> None:
     assert totals[("latency_count", route)] == 200.0
     assert totals[("queued", route)] == 200.0
     assert totals[("peak", route)] == 1.0
+    assert totals[("served_total", route)] == 200.0
+    assert totals[("took_bucket", (("le", "0.5"), *route))] == 200.0
 
 
 def test_files_of_other_kinds_and_other_pids_are_left_alone(tmp_path: Path) -> None:
@@ -122,3 +128,5 @@ def test_files_of_other_kinds_and_other_pids_are_left_alone(tmp_path: Path) -> N
     left = set(os.listdir(tmp_path))
     assert {"notes_7.db", "unrelated.txt", "counter_77.db"} <= left
     assert "counter_7.db" not in left
+    assert "counter_observe_7.db" not in left
+    assert "histogram_observe_77.db" in left
