@@ -12,6 +12,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 
 from flask_observe import get_logger, traced
 
+from ..conftest import require_module, serving
 from .conftest import ConsoleApp, trace_id_of
 
 SCRIPT = "<script>alert(1)</script>"
@@ -160,6 +161,30 @@ def test_an_exemplars_link_opens_its_trace_on_the_console(console_app: ConsoleAp
     page = client.get(url.path)
     assert page.status_code == 200
     assert "GET /orders/&lt;int:order_id&gt;" in page.get_data(as_text=True)
+
+
+def test_a_trace_shows_an_outgoing_calls_span_under_its_request(console_app: ConsoleApp) -> None:
+    requests = require_module("requests")
+    backend = Flask("inventory")
+
+    @backend.get("/stock")
+    def stock() -> str:
+        return "12"
+
+    with serving(backend) as port:
+        app = console_app()
+
+        @app.get("/check")
+        def check() -> str:
+            return str(requests.get(f"http://127.0.0.1:{port}/stock", timeout=5).text)
+
+        client = app.test_client()
+        response = client.get("/check")
+        assert response.get_data(as_text=True) == "12"
+        data = client.get(f"/observe/api/traces/{trace_id_of(response)}").get_json()
+    (call,) = [span for span in data["spans"] if span["kind"] == "CLIENT"]
+    assert call["depth"] == 1
+    assert call["attributes"]["http.response.status_code"] == 200
 
 
 def test_span_attributes_are_redacted(console_app: ConsoleApp) -> None:
