@@ -7,6 +7,8 @@ app are built:
 - ``Observe`` recording metrics only: the JSON logs, the access log and tracing off;
 - ``Observe`` with metrics, request IDs and the JSON access log, tracing off;
 - ``Observe`` in full: metrics, the access log and native request spans;
+- the same with the console on (``OBSERVE_CONSOLE_ENABLED``): its span processor and log
+  handler keep every span and line in their ring buffers, on the request path;
 - the same, tracing one request in ten (``ParentBased(TraceIdRatioBased(0.1))``), as a
   busy production service often does; no target applies to it, it is there to read;
 - ``Observe`` tracing only: native request spans, with metrics, logs and the access log off;
@@ -97,6 +99,7 @@ LABELS: dict[Kind, str] = {
     "observe-metrics": "flask-observe, metrics",
     "observe-logs": "flask-observe, metrics + logs",
     "observe-full": "flask-observe, full",
+    "observe-console": "flask-observe, full + console",
     "observe-sampled": "flask-observe, full, 10% traced",
     "observe-tracing": "flask-observe, native tracing",
     "exporter": "prometheus-flask-exporter",
@@ -109,7 +112,9 @@ LABELS: dict[Kind, str] = {
 }
 KINDS: tuple[Kind, ...] = tuple(LABELS)
 #: The kinds that write flask-observe's access line.
-ACCESS_LINE_KINDS = frozenset({"observe-logs", "observe-full", "observe-sampled"})
+ACCESS_LINE_KINDS = frozenset(
+    {"observe-logs", "observe-full", "observe-console", "observe-sampled"}
+)
 #: The share of requests the sampled kind traces, as a production service might.
 SAMPLED_RATIO = 0.1
 #: Where log lines go while the benchmark runs.
@@ -223,6 +228,9 @@ def instrument(app: Flask, kind: Kind) -> Optional[Tracing]:
         Observe(app, registry=CollectorRegistry())
     elif kind == "observe-full":
         tracing = observe_tracing(app, kind)
+    elif kind == "observe-console":
+        tracing = observe_tracing(app, kind, OBSERVE_CONSOLE_ENABLED=True)
+        console_handler_around(app, kind)
     elif kind == "observe-sampled":
         tracing = observe_tracing(app, kind, OBSERVE_TRACING_SAMPLE_RATIO=SAMPLED_RATIO)
     elif kind == "observe-tracing":
@@ -258,6 +266,35 @@ def instrument(app: Flask, kind: Kind) -> Optional[Tracing]:
         otel_flask(app, tracing.provider)
         access_log_by_hand(app)
     return tracing
+
+
+#: Per kind, what to do before and after each of its batches, untimed.
+AROUND: dict[Kind, tuple[Callable[[], None], Callable[[], None]]] = {}
+
+
+def console_handler_around(app: Flask, kind: Kind) -> None:
+    """Keep the console's log handler on its loggers only while *kind*'s requests run.
+
+    It sits on the process-wide ``flask_observe`` logger, as for any app: there, every
+    other kind's access line would reach it too, and be timed with the console's cost.
+    """
+    handler = app.extensions["observe"].console.log_handler
+    loggers = [
+        logger
+        for logger in (logging.getLogger(name) for name in (app.name, "flask_observe"))
+        if handler in logger.handlers
+    ]
+
+    def attach() -> None:
+        for logger in loggers:
+            logger.addHandler(handler)
+
+    def detach() -> None:
+        for logger in loggers:
+            logger.removeHandler(handler)
+
+    detach()
+    AROUND[kind] = (attach, detach)
 
 
 def otel_flask(app: Flask, provider: TracerProvider) -> None:
@@ -435,11 +472,14 @@ def received(tracing: Tracing, expected: int, timeout: float = 30.0) -> int:
 def check_once(kind: Kind, call: Callable[[], bytes], tracing: Optional[Tracing]) -> None:
     """Refuse to time an app that does not answer, log or trace as it should."""
     exported = received(tracing, 0, 0) if tracing is not None else 0
+    before, after = AROUND.get(kind, (lambda: None, lambda: None))
     stderr, sys.stderr = sys.stderr, io.StringIO()
+    before()
     try:
         body = call()
         lines = sys.stderr.getvalue().splitlines()
     finally:
+        after()
         sys.stderr = stderr
     if b'"id":42' not in body.replace(b" ", b""):
         raise SystemExit(f"{kind}: the benchmark app did not answer as expected")
@@ -459,10 +499,20 @@ def check_once(kind: Kind, call: Callable[[], bytes], tracing: Optional[Tracing]
 
 
 def timed_batch(
-    call: Callable[[], Any], count: int, finish: Optional[Callable[[], Any]] = None
+    call: Callable[[], Any],
+    count: int,
+    finish: Optional[Callable[[], Any]] = None,
+    kind: Optional[Kind] = None,
 ) -> float:
     """Microseconds per call over *count* calls, then *finish* (once), with the garbage
-    collector paused."""
+    collector paused, between *kind*'s :data:`AROUND` steps (untimed) if it has any."""
+    if kind in AROUND:
+        before, after = AROUND[kind]
+        before()
+        try:
+            return timed_batch(call, count, finish)
+        finally:
+            after()
     gc.collect()
     gc.disable()
     try:
@@ -493,7 +543,7 @@ def request_overhead(rounds: int, batch: int, seed: int) -> dict[Kind, tuple[flo
         flushes[kind] = tracing.provider.force_flush if tracing is not None else None
         check_once(kind, call, tracing)
         warm_up = max(batch // 4, 50)
-        timed_batch(call, warm_up, flushes[kind])
+        timed_batch(call, warm_up, flushes[kind], kind)
         SENT[kind] = 1 + warm_up + rounds * batch
         if tracing is not None and kind != "observe-sampled":  # it traces only a tenth
             TRACINGS[kind] = tracing
@@ -505,7 +555,7 @@ def request_overhead(rounds: int, batch: int, seed: int) -> dict[Kind, tuple[flo
     for _ in range(rounds):
         shuffle(order)
         for kind in order:
-            per_round[kind].append(timed_batch(calls[kind], batch, flushes[kind]))
+            per_round[kind].append(timed_batch(calls[kind], batch, flushes[kind], kind))
     bare = per_round["bare"]
     return {
         kind: (
@@ -644,6 +694,8 @@ def report(args: argparse.Namespace) -> None:
     # against the floor line over metrics only.
     access_line = overhead["observe-logs"] - overhead["observe-metrics"]
     floor_line = overhead["floor-line"] - overhead["observe-metrics"]
+    # The console's own cost on the request path: its span processor and log handler.
+    console = overhead["observe-console"] - overhead["observe-full"]
     # Native tracing's own cost is its row's overhead over bare Flask: metrics and logs are
     # off there, so it also carries the pipeline's wrapper, which any flask-observe setup
     # pays (the estimate errs against flask-observe).
@@ -661,6 +713,7 @@ def report(args: argparse.Namespace) -> None:
     print(
         f"  {'in the app: access line, flask-observe':46}{access_line:>10.2f} us"
         f"\n  {'in the app: the json.dumps line (floor)':46}{floor_line:>10.2f} us"
+        f"\n  {'in the app: the console (spans and lines kept)':46}{console:>10.2f} us"
         f"\n  ({encoded['bytes']:.0f} bytes per span on the wire, "
         f"{encoded['gzip_bytes']:.0f} gzipped)"
     )

@@ -100,6 +100,8 @@ def create_app(
     app.config["OBSERVE_HEALTH_DETAILS"] = "always"
     # Slow for this service, whose checkout takes about 60 ms: slow_request is sent above it.
     app.config["OBSERVE_SLOW_REQUEST_SECONDS"] = 0.5
+    # A demo: the console at /observe, for this machine only (no token is set).
+    app.config["OBSERVE_CONSOLE_ENABLED"] = True
     app.json.sort_keys = False  # type: ignore[attr-defined]
     if config:
         app.config.update(config)

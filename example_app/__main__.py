@@ -50,6 +50,7 @@ def banner(
     metrics_path: Optional[str] = "/metrics",
     health_path: Optional[str] = "/healthz",
     inventory_url: Optional[str] = None,
+    console_path: Optional[str] = None,
 ) -> str:
     """What to print before serving: the service's URLs and how to send it traffic."""
     base = f"http://{_url_host(host)}:{port}"
@@ -62,6 +63,8 @@ def banner(
         lines.append(f"  metrics  {base}{metrics_path}")
     if health_path:
         lines.append(f"  health   {base}{health_path}")
+    if console_path:
+        lines.append(f"  console  {base}{console_path}/  (from this machine only)")
     if inventory_url:
         lines.append(f"  inventory service (called by the checkout)  {inventory_url}")
     loopback = _loopback_for(host)
@@ -147,12 +150,14 @@ def _serve(host: str, port: int, config: dict[str, str]) -> int:
     health_path = (
         app.config["OBSERVE_HEALTH_PATH"] if app.config["OBSERVE_HEALTH_ENABLED"] else None
     )
+    settings = app.extensions["observe"].settings
     text = banner(
         host,
         server.server_port,
         app.config.get("OBSERVE_METRICS_PATH"),
         health_path,
         app.extensions["example_app"].settings.checkout.inventory_url,
+        settings.console_path if settings.console_enabled else None,
     )
     print(text, flush=True)
     try:

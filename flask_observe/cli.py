@@ -31,7 +31,7 @@ __all__ = ["observe_cli", "risky_settings"]
 observe_cli = AppGroup("observe", help="Generated alerting rules, dashboard and config check.")
 
 #: Settings whose values are secrets: ``check`` shows that they are set, not what they are.
-_SECRETS = frozenset({"metrics_bearer_token", "health_token"})
+_SECRETS = frozenset({"metrics_bearer_token", "health_token", "console_token"})
 
 
 def _settings() -> Settings:

@@ -134,6 +134,13 @@ class Settings:
     propagate_hosts: Optional[tuple[str, ...]]
     http_client_max_peers: int
     http_client_log: bool
+    #: Resolved at start-up: the key, else ``app.debug`` or a console token.
+    console_enabled: bool = False
+    console_path: str = "/observe"
+    console_token: Optional[str] = None
+    console_spans: int = 2000
+    console_logs: int = 1000
+    console_window: str = "5m"
 
 
 # -- validators: each takes (key, value) and returns the clean value or raises ConfigError --
@@ -154,6 +161,12 @@ def _choice(*allowed: str) -> Validator:
         raise ConfigError(key, value, "one of " + ", ".join(repr(a) for a in allowed))
 
     return check
+
+
+def _optional_bool(key: str, value: Any) -> Optional[bool]:
+    if value is None or isinstance(value, bool):
+        return value
+    raise ConfigError(key, value, "True, False, or None")
 
 
 def _optional_str(key: str, value: Any) -> Optional[str]:
@@ -387,6 +400,21 @@ def _duration(key: str, value: Any) -> str:
     )
 
 
+#: The console's window: long enough for a few requests, short enough for its history.
+_CONSOLE_WINDOW = (10.0, 3600.0)
+
+
+def _console_window(key: str, value: Any) -> str:
+    low, high = _CONSOLE_WINDOW
+    if (
+        isinstance(value, str)
+        and _DURATION.fullmatch(value)
+        and low <= duration_seconds(value) <= high
+    ):
+        return value
+    raise ConfigError(key, value, "a Prometheus duration from '10s' to '1h', such as '1m' or '5m'")
+
+
 def _open_fraction(key: str, value: Any) -> float:
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if number and 0 < value < 1:
@@ -569,6 +597,12 @@ _KEYS: Mapping[str, _Key] = {
     "OBSERVE_PROPAGATE_HOSTS": _Key(None, _host_patterns),
     "OBSERVE_HTTP_CLIENT_MAX_PEERS": _Key(100, _count),
     "OBSERVE_HTTP_CLIENT_LOG": _Key(False, _bool),
+    "OBSERVE_CONSOLE_ENABLED": _Key(None, _optional_bool),
+    "OBSERVE_CONSOLE_PATH": _Key("/observe", _path),
+    "OBSERVE_CONSOLE_TOKEN": _Key(None, _token),
+    "OBSERVE_CONSOLE_SPANS": _Key(2000, _count),
+    "OBSERVE_CONSOLE_LOGS": _Key(1000, _count),
+    "OBSERVE_CONSOLE_WINDOW": _Key("5m", _console_window),
 }
 
 KNOWN_KEYS = frozenset(_KEYS)
@@ -622,6 +656,24 @@ def load_settings(
     exclude = get("OBSERVE_EXCLUDE_PATHS")
     if exclude is None:
         exclude = tuple(p for p in (metrics_path, health_path) if p)
+    console_path = get("OBSERVE_CONSOLE_PATH")
+    console_token = get("OBSERVE_CONSOLE_TOKEN")
+    console_enabled = get("OBSERVE_CONSOLE_ENABLED")
+    if console_enabled is None:
+        console_enabled = bool(config.get("DEBUG")) or console_token is not None
+    if console_enabled:
+        for taken in (metrics_path, *health_paths(health_path)):
+            if taken is not None and (taken + "/").startswith(console_path + "/"):
+                raise ConfigError(
+                    "OBSERVE_CONSOLE_PATH",
+                    console_path,
+                    f"a path that neither is nor holds {taken} (from OBSERVE_METRICS_PATH or "
+                    "OBSERVE_HEALTH_PATH): the console answers at every path below its own",
+                )
+        # Always, whatever OBSERVE_EXCLUDE_PATHS says: looking at the console must not
+        # change the figures, spans and log lines it shows.
+        if console_path not in exclude:
+            exclude = (*exclude, console_path)
     health_token = get("OBSERVE_HEALTH_TOKEN")
     health_details = get("OBSERVE_HEALTH_DETAILS")
     if health_details is None:
@@ -727,4 +779,10 @@ def load_settings(
         propagate_hosts=get("OBSERVE_PROPAGATE_HOSTS"),
         http_client_max_peers=get("OBSERVE_HTTP_CLIENT_MAX_PEERS"),
         http_client_log=get("OBSERVE_HTTP_CLIENT_LOG"),
+        console_enabled=console_enabled,
+        console_path=console_path,
+        console_token=console_token,
+        console_spans=get("OBSERVE_CONSOLE_SPANS"),
+        console_logs=get("OBSERVE_CONSOLE_LOGS"),
+        console_window=get("OBSERVE_CONSOLE_WINDOW"),
     )

@@ -80,17 +80,23 @@ def negotiate(accept: Optional[str]) -> tuple[Encoder, str]:
     return _TEXT
 
 
-def _client_allowed(address: Optional[str], networks: Sequence[Network]) -> bool:
+def client_ips(address: Optional[str]) -> list[Any]:
+    """The IP addresses a client's *address* stands for: none when it is not one, the
+    address, and for an IPv4 address mapped into IPv6 (a dual-stack socket's
+    ``::ffff:127.0.0.1``) the IPv4 address too. A zone (``%eth0``) is left out."""
     if not address:
-        return False
+        return []
     try:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
-        return False
-    candidates: list[Any] = [ip]
+        return []
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        candidates.append(ip.ipv4_mapped)
-    return any(c in network for c in candidates for network in networks)
+        return [ip, ip.ipv4_mapped]
+    return [ip]
+
+
+def _client_allowed(address: Optional[str], networks: Sequence[Network]) -> bool:
+    return any(ip in network for ip in client_ips(address) for network in networks)
 
 
 def bearer_matches(authorization: Optional[str], token: str) -> bool:
@@ -111,6 +117,19 @@ def _plain(status: int, message: str, **headers: str) -> Response:
     return Response(message + "\n", status=status, mimetype="text/plain", headers=headers)
 
 
+def scraped_registry(state: Any) -> CollectorRegistry:
+    """What a scrape of the app reads: its registry, or under multiprocess mode every
+    worker's files, once this worker has written its saturation figures to its own."""
+    files = state.multiprocess_dir
+    if files is None:
+        return state.registry  # type: ignore[no-any-return]
+    try:
+        state.saturation_metrics.write_files()
+    except Exception:  # the figures of one worker are never worth a failed scrape
+        _log.exception("Could not write this worker's saturation figures to its files")
+    return files_registry(files)
+
+
 def metrics_view() -> Response:
     """Serve the app's registry in the format and encoding the scraper asks for."""
     state = current_app.extensions["observe"]
@@ -124,13 +143,7 @@ def metrics_view() -> Response:
             401, "Unauthorized: a bearer token is required.", **{"WWW-Authenticate": "Bearer"}
         )
     encoder, content_type = negotiate(request.headers.get("Accept"))
-    files = state.multiprocess_dir
-    if files is not None:
-        try:
-            state.saturation_metrics.write_files()
-        except Exception:  # the figures of one worker are never worth a failed scrape
-            _log.exception("Could not write this worker's saturation figures to its files")
-    body = encoder(state.registry if files is None else files_registry(files))
+    body = encoder(scraped_registry(state))
     headers = {"Vary": "Accept, Accept-Encoding", "Cache-Control": "no-store"}
     if request.accept_encodings["gzip"] > 0:
         body = gzip.compress(body, compresslevel=6)

@@ -16,6 +16,7 @@ from .clients.calls import ClientState, HostPatterns, set_default
 from .clients.install import install_hooks, use_contrib
 from .clients.metrics import client_metrics
 from .config import ConfigError, Settings, load_settings, set_defaults
+from .export.span import LeanTracer
 from .exposition import metrics_blueprint
 from .functions import FunctionMetrics
 from .health import HealthChecks, HealthMetrics, HealthMonitor, health_blueprint, make_check
@@ -51,6 +52,7 @@ class _State:
 
     __slots__ = (
         "clients",
+        "console",
         "function_metrics",
         "health",
         "http_metrics",
@@ -105,6 +107,8 @@ class _State:
         #: How the app's outgoing calls are observed; ``None`` when
         #: :data:`OBSERVE_HTTP_CLIENTS` names no library.
         self.clients = clients
+        #: The console (:mod:`flask_observe.console`); ``None`` when it is off.
+        self.console: Any = None
 
 
 def _make_clients(
@@ -314,6 +318,17 @@ class Observe:
         )
         if clients is not None:
             set_default(clients)
+        if settings.console_enabled:
+            from .console.install import install_console  # only for an app that has it
+
+            app.extensions["observe"].console = install_console(
+                app,
+                settings,
+                provider=provider,
+                own_provider=isinstance(tracer, LeanTracer)
+                or (self._tracer_provider is not None and provider is self._tracer_provider),
+                multiprocess=files is not None,
+            )
         if settings.track_sqlalchemy:
             track_flask_sqlalchemy(app, saturation)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import logging
 import os
@@ -11,7 +12,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NoReturn, Optional
 
 import pytest
 from flask import Flask, Response, abort, stream_with_context
@@ -231,11 +232,22 @@ def require_binary(name: str, package: str = "prometheus") -> str:
     """The path of *name*; skip without it locally, fail without it under CI=true."""
     path = shutil.which(name)
     if path is None:
-        message = f"{name} is not installed (Debian package {package!r})"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message + "; CI must install it")
-        pytest.skip(message)
+        _missing(f"{name} is not installed (Debian package {package!r})")
     return path
+
+
+def require_module(name: str, extra: str = "test") -> Any:
+    """The module *name*; skip without it locally, fail without it under CI=true."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as error:
+        _missing(f"{name} cannot be imported ({error}); it is in the {extra!r} extra")
+
+
+def _missing(message: str) -> NoReturn:
+    if os.environ.get("CI") == "true":
+        pytest.fail(message + "; CI must install it")
+    pytest.skip(message)
 
 
 def run_checked(*command: str, cwd: Optional[str] = None) -> str:

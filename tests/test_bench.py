@@ -57,6 +57,20 @@ def test_every_kind_answers_logs_and_traces_as_the_benchmark_checks(
     overhead.check_once(kind, overhead.caller(app, "GET", "/orders/42"), tracing)
 
 
+def test_the_console_kind_keeps_spans_and_lines_only_while_its_batches_run(
+    providers: None,
+) -> None:
+    app, _ = overhead.one_route_app("observe-console")
+    console = app.extensions["observe"].console
+    call = overhead.caller(app, "GET", "/orders/42")
+    overhead.timed_batch(call, 3, kind="observe-console")
+    assert len(console.spans.items()) == 3
+    assert len(console.logs.items()) == 3  # the access lines
+    call()  # outside its batches, other kinds' lines must not reach the console's handler
+    assert len(console.logs.items()) == 3
+    assert len(console.spans.items()) == 4  # the provider is the kind's own
+
+
 def _one_span(app: Flask, provider: TracerProvider, exporter: InMemorySpanExporter) -> Any:
     overhead.caller(app, "GET", "/orders/42")()
     provider.force_flush()

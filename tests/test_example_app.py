@@ -512,6 +512,13 @@ def test_banner_prints_the_urls(host: str, hint: Optional[str]) -> None:
         assert hint in text
 
 
+def test_banner_names_the_console_when_it_is_on() -> None:
+    assert "http://127.0.0.1:5000/observe/  (from this machine only)" in banner(
+        "127.0.0.1", 5000, console_path="/observe"
+    )
+    assert "console" not in banner("127.0.0.1", 5000)
+
+
 def test_an_order_is_one_trace_with_the_checkout_steps_under_it(
     make_app: AppFactory, spans: Spans, capsys: pytest.CaptureFixture[str]
 ) -> None:
