@@ -38,6 +38,8 @@ from .formatter import JsonLogFormatter
 from .handler import ObserveHandler
 from .handler import _sole_handler as _sole_handler
 from .install import install_logging as install_logging
+from .redaction import REDACTED as REDACTED
+from .redaction import Redactor as Redactor
 from .sink import LogSink as LogSink
 from .structlog import ObserveLoggerFactory, configure_structlog, render_to_observe
 

@@ -736,3 +736,16 @@ def test_lines_that_cannot_be_written_are_counted_and_the_request_goes_on(
     assert len(told) <= 1  # once per reason and process: an earlier test may have told it
     for line in told:
         assert "flask_observe_log_lines_lost_total{reason='closed'}" in line["event"]
+
+
+def test_the_public_names_of_the_old_logs_module_are_importable_still() -> None:
+    # flask_observe.logs was one module before it was a package; its public names stay.
+    from flask_observe import logs
+
+    old = (
+        "ACCESS_LOGGER REDACTED Redactor JsonLogFormatter ConsoleLogFormatter "
+        "TraceContextFilter ObserveHandler install_logging"
+    )
+    for name in old.split():
+        assert getattr(logs, name) is not None, name
+    assert logs.Redactor(("password",)) is not None
