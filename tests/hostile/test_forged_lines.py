@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import socket
@@ -264,3 +265,46 @@ def test_after_the_fuzzing_every_line_is_json_and_sizes_are_the_bytes_sent(
         assert sizes["http_request_size_bytes_sum"] == SENT["bytes"]
     time.sleep(0.2)  # the server's last lines reach the file
     check_lines(errors.read_text(errors="replace"), gunicorn=False)
+
+
+def test_the_line_after_held_back_warnings_says_how_many_were_held(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Five requests with a bad ``baggage`` header: OpenTelemetry's first warning is written,
+    the next four are held back and counted; once the interval has passed, the next warning
+    written carries ``suppressed: 4``."""
+    from flask import Flask
+    from prometheus_client import CollectorRegistry
+
+    from flask_observe import Observe
+    from flask_observe.logs.filters import RepeatFilter
+
+    registry = CollectorRegistry()
+    app = Flask("shop")
+    app.config.update(OBSERVE_SERVICE_NAME="shop")
+    Observe(app, registry=registry)
+
+    @app.get("/ok")
+    def ok() -> str:
+        return "ok"
+
+    (repeats,) = [
+        f
+        for handler in logging.getLogger("opentelemetry").handlers
+        for f in handler.filters
+        if isinstance(f, RepeatFilter)
+    ]
+    client = app.test_client()
+    capsys.readouterr()
+    for _ in range(5):
+        assert client.get("/ok", headers={"baggage": "not-a-pair"}).status_code == 200
+    repeats.interval = 0.05  # the default minute, shortened for the test
+    time.sleep(0.1)
+    assert client.get("/ok", headers={"baggage": "not-a-pair"}).status_code == 200
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    warned = [line for line in lines if line["logger"].startswith("opentelemetry")]
+    assert len(warned) == 2, warned
+    assert "suppressed" not in warned[0]
+    assert warned[1]["suppressed"] == 4
+    held = registry.get_sample_value("flask_observe_log_lines_lost_total", {"reason": "suppressed"})
+    assert held == 4.0

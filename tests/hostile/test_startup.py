@@ -1,8 +1,13 @@
 """Settings that cannot work are refused when the app starts, naming the key; those only the
-finished app shows (a route added after ``Observe``) are listed by ``flask observe check``."""
+finished app shows (a route added after ``Observe``) are listed by ``flask observe check``,
+which refuses the others as the server does."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -111,3 +116,28 @@ def test_a_token_is_compared_byte_for_byte(header: str) -> None:
     assert client.get("/healthz", headers=headers).status_code == 401
     # The exact header still works; the scheme is not case-sensitive.
     assert client.get("/metrics", headers={"Authorization": "bearer s3cret"}).status_code == 200
+
+
+def test_the_check_of_an_app_whose_settings_are_refused_names_the_key(tmp_path: Path) -> None:
+    """``flask observe check`` loads the app, so a refused setting stops it as it stops the
+    server: non-zero, with the key and the reason on standard error."""
+    (tmp_path / "refused_app.py").write_text(
+        "from flask import Flask\n"
+        "from flask_observe import Observe\n"
+        "app = Flask(__name__)\n"
+        "app.config['OBSERVE_METRICS_PATH'] = '/healthz/ready'\n"
+        "Observe(app)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLASK_")}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "refused_app", "observe", "check"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "OBSERVE_METRICS_PATH = '/healthz/ready' is invalid" in result.stderr
+    assert "Effective configuration" not in result.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import http.client
 import io
@@ -736,6 +737,33 @@ def test_lines_that_cannot_be_written_are_counted_and_the_request_goes_on(
     assert len(told) <= 1  # once per reason and process: an earlier test may have told it
     for line in told:
         assert "flask_observe_log_lines_lost_total{reason='closed'}" in line["event"]
+
+
+@pytest.mark.parametrize("reason", ["broken_pipe", "os_error"])
+def test_lines_lost_to_a_broken_pipe_or_a_full_device_are_counted_by_reason(
+    registry: CollectorRegistry, monkeypatch: pytest.MonkeyPatch, reason: str
+) -> None:
+    """Real broken streams: a pipe whose reader has gone (a log shipper that died), and a
+    device with no space left (``/dev/full``). Each lost line is counted under its reason,
+    and every request is answered."""
+    if reason == "broken_pipe":
+        read_end, write_end = os.pipe()
+        os.close(read_end)
+        stream = os.fdopen(write_end, "w", buffering=1)
+    else:
+        stream = open("/dev/full", "w", buffering=1)  # noqa: SIM115 - closed below
+    client = _app(registry).test_client()
+    monkeypatch.setattr(sys, "stderr", stream)
+    try:
+        responses = [client.get("/orders/7") for _ in range(3)]  # a view line + an access line
+    finally:
+        monkeypatch.undo()
+        with contextlib.suppress(OSError):  # what is left in its buffer cannot be written
+            stream.close()
+    assert [r.status_code for r in responses] == [200] * 3
+    lost = registry.get_sample_value("flask_observe_log_lines_lost_total", {"reason": reason})
+    assert lost == 6.0
+    assert registry.get_sample_value("flask_observe_errors_total", {"sink": "logs"}) == 0.0
 
 
 def test_the_public_names_of_the_old_logs_module_are_importable_still() -> None:
