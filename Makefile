@@ -72,6 +72,7 @@ bench: $(VENV)/.installed-bench
 # Needs wrk (Debian package wrk) on the PATH.
 bench-server: $(VENV)/.installed-bench
 	$(BIN)/python bench/server.py
+	$(BIN)/python bench/recycle.py
 
 clean:
 	rm -rf $(VENV) .venv-* docs/_build build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -116,6 +116,8 @@ class Server:
         multiprocess: bool,
         collector: str,
         max_requests: int = 0,
+        hooks: Path = ROOT / "bench" / "gunicorn_hooks.py",
+        app: Optional[str] = None,
     ) -> None:
         self.kind = kind
         self.files: Optional[Path] = None
@@ -146,14 +148,14 @@ class Server:
                     "1024",
                     # The hooks that fold a dead worker's files, as in production.
                     "--config",
-                    str(ROOT / "bench" / "gunicorn_hooks.py"),
+                    str(hooks),
                     "--max-requests",
                     str(max_requests),
                     "--error-logfile",
                     str(self.log_path),
                     "--pythonpath",
                     str(ROOT / "bench"),
-                    f"server:wsgi({kind!r})",
+                    app or f"server:wsgi({kind!r})",
                 ],
                 cwd=ROOT,
                 env=env,
@@ -172,13 +174,13 @@ class Server:
         finally:
             conn.close()
 
-    def wait_ready(self) -> None:
+    def wait_ready(self, path: str = PATH) -> None:
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"gunicorn for {self.kind} exited:\n{self.log_path.read_text()}")
             with contextlib.suppress(OSError):
-                if self.get(PATH)[0] == 200:
+                if self.get(path)[0] == 200:
                     return
             time.sleep(0.1)
         raise RuntimeError(f"gunicorn for {self.kind} did not answer in {START_TIMEOUT} s")

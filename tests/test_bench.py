@@ -128,3 +128,22 @@ def test_the_clients_benchmark_runs_every_case(capsys: pytest.CaptureFixture[str
     assert not getattr(
         requests.Session.send, "opentelemetry_instrumentation_requests_applied", False
     )
+
+
+def test_the_recycling_benchmark_compares_folded_files_with_files_left_in_place(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """bench/recycle.py, briefly: both gunicorns count every request, and the directory
+    with flask-observe's hooks ends with fewer files than the one with mark_process_dead's
+    alone."""
+    import recycle
+
+    args = "--workers 1 --max-requests 10 --rounds 2 --requests 40 --routes 2"
+    assert recycle.main(args.split()) == 0
+    out = capsys.readouterr().out
+    assert out.count("(every one)") == 2, out
+    last = next(line for line in out.splitlines() if line.split()[:1] == ["2"]).split()
+    exited_folded, files_folded, exited_left, files_left = (int(last[i]) for i in (2, 3, 5, 6))
+    assert exited_folded >= 4, out
+    assert exited_left >= 4, out
+    assert files_folded < files_left, out
