@@ -323,12 +323,14 @@ class HealthMetrics:
 
 
 class _Slot:
-    """What one app knows of one check: its last result and its latest run."""
+    """What one app knows of one check: its last result, its last failure and its latest
+    run."""
 
-    __slots__ = ("fresh_until", "result", "run")
+    __slots__ = ("failure", "fresh_until", "result", "run")
 
     def __init__(self) -> None:
         self.result: Optional[CheckResult] = None
+        self.failure: Optional[CheckResult] = None
         self.fresh_until = 0.0
         self.run: Optional[_Run] = None
 
@@ -406,6 +408,16 @@ class HealthMonitor:
         self._announce(app, changes)
         return [(check, result) for check, result in found if result is not None]
 
+    def last_failures(self) -> dict[str, CheckResult]:
+        """The last failed result of each check that has failed since the app started,
+        whichever probe ran it, by check name."""
+        with self._lock:
+            return {
+                name: slot.failure
+                for name, slot in self._slots.items()
+                if slot.failure is not None
+            }
+
     def _wait(self, waiting: Sequence[tuple[HealthCheck, _Run]]) -> None:
         """Wait for each run until it ends or its deadline; whenever a busy thread overruns
         meanwhile, let the pool start another for the runs still waiting for one."""
@@ -434,6 +446,8 @@ class HealthMonitor:
         """Keep *result* for the cache window; note a change of status. Holds the lock."""
         old = slot.result
         slot.result = result
+        if result.status == "fail":
+            slot.failure = result
         slot.fresh_until = time.monotonic() + self.settings.health_cache_seconds
         self._metrics.record(name, result)
         if old is not None and old.status != result.status:

@@ -67,24 +67,23 @@ def _health(console: Console, app: Flask, state: Any) -> Optional[dict[str, Any]
         return None
     results = monitor.results(app)
     status, output = monitor.status(results)
+    # Kept by the monitor, so a failure a probe saw between two views of the console shows.
+    failures = monitor.last_failures()
     checks = []
-    with console.lock:
-        for check, result in results:
-            if result.status == "fail":
-                console.last_errors[check.name] = (result.output or "failed", result.time)
-            last = console.last_errors.get(check.name)
-            checks.append(
-                {
-                    "name": check.name,
-                    "status": result.status,
-                    "critical": check.critical,
-                    "duration_ms": round(result.duration * 1000, 3),
-                    "checked_at": _iso(result.time),
-                    "output": result.output,
-                    "last_error": None if last is None else last[0],
-                    "last_error_at": None if last is None else _iso(last[1]),
-                }
-            )
+    for check, result in results:
+        last = failures.get(check.name)
+        checks.append(
+            {
+                "name": check.name,
+                "status": result.status,
+                "critical": check.critical,
+                "duration_ms": round(result.duration * 1000, 3),
+                "checked_at": _iso(result.time),
+                "output": result.output,
+                "last_error": None if last is None else (last.output or "failed"),
+                "last_error_at": None if last is None else _iso(last.time),
+            }
+        )
     return {"status": status, "output": output, "checks": checks}
 
 

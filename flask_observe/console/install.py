@@ -4,7 +4,6 @@ app without it carries none of this on its request path."""
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any, Optional
 
@@ -37,9 +36,6 @@ class Console:
         self.tracing_note: Optional[str] = None
         self.processor: Optional[ConsoleSpanProcessor] = None
         self.log_handler: Optional[ConsoleLogHandler] = None
-        #: The last failure the console saw of each health check: output, and when.
-        self.last_errors: dict[str, tuple[str, float]] = {}
-        self.lock = threading.Lock()
         self.started = time.time()
 
     def skip_endpoint(self, endpoint: str) -> bool:

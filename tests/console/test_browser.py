@@ -152,7 +152,11 @@ def test_the_console_in_a_browser(shop: Flask, tmp_path: Path) -> None:
                 assert "POST /orders" in spans
                 assert "process_order" in spans
                 lines = page.locator("#lines").inner_text()
+                # The order's own lines, not any request's: its checkout steps and its
+                # access line, with the route it was created on.
+                assert "checkout_step" in lines
                 assert "request" in lines
+                assert "/orders" in lines
                 page.locator("#spans summary").first.click()  # a span's attributes open
                 assert "http.route" in page.locator("#spans").inner_text()
                 page.screenshot(path=str(tmp_path / "console-trace.png"), full_page=True)

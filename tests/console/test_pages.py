@@ -3,14 +3,16 @@ the console changes nothing it shows, and that hostile input is shown escaped.""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 from flask import Flask
+from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 
-from flask_observe import get_logger, traced
+from flask_observe import Observe, get_logger, traced
 
 from ..conftest import require_module, serving
 from .conftest import ConsoleApp, trace_id_of
@@ -84,6 +86,39 @@ def test_the_routes_page_shows_routes_health_saturation_and_alerts(
     assert "HighErrorRate" in html
     assert "resident memory" in html
     assert "Process pid" in html
+
+
+def test_a_health_checks_last_error_shows_after_it_recovers(console_app: ConsoleApp) -> None:
+    """A failure a readiness probe saw, not the console, shows on the console after the
+    check has passed again."""
+    observe = Observe(registry=CollectorRegistry())
+    broken = [True]
+
+    def database() -> bool:
+        if broken[0]:
+            raise ConnectionError("database unreachable")
+        return True
+
+    observe.add_health_check("database", database)
+    app = console_app(observe=observe, OBSERVE_HEALTH_CACHE_SECONDS=0)
+    client = app.test_client()
+    assert client.get("/healthz/ready").status_code == 503
+    broken[0] = False
+    (check,) = client.get("/observe/api/routes").get_json()["health"]["checks"]
+    assert check["status"] == "pass"
+    assert "database unreachable" in check["last_error"]
+    assert check["last_error_at"] is not None
+    html = client.get("/observe/").get_data(as_text=True)
+    assert "database unreachable" in html
+
+
+def test_the_routes_page_draws_a_chart_per_route(console_app: ConsoleApp) -> None:
+    app = console_app()
+    client = _traffic(app)
+    html = client.get("/observe/").get_data(as_text=True)
+    charts = re.findall(r'<svg class="chart"[^>]*>.*?</svg>', html, re.S)
+    assert len(charts) >= 3, html  # one a route and method at least
+    assert all("<polyline" in chart for chart in charts)
 
 
 def test_the_routes_page_offers_a_refresh_of_a_few_choices_only(console_app: ConsoleApp) -> None:

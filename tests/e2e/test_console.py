@@ -36,6 +36,25 @@ def test_the_console_shows_every_workers_figures_and_names_its_own(
     assert routes["GET", "/ok"]["requests"] == 30
     assert routes["GET", "/fail"]["error_ratio"] == 1.0
     assert routes["GET", "/ok"]["p99"] is not None
+    # Whichever worker answers, its first view (totals, as no window has passed yet in a
+    # worker whose history starts then) counts every worker's requests: ask until both have.
+    seen = {data["worker"]["pid"]: routes["GET", "/ok"]["requests"]}
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(5):
+            for reply in pool.map(
+                lambda _: request(server.port, "GET", "/observe/api/routes"), range(20)
+            ):
+                figures = {
+                    (r["method"], r["endpoint"]): r for r in json.loads(reply.body)["routes"]
+                }
+                pid, count = int(reply.headers["x-worker-pid"]), figures["GET", "/ok"]["requests"]
+                # The first view a worker served is its largest (the replies come in the
+                # order they were asked for, not served in).
+                seen[pid] = max(seen.get(pid, 0), count)
+            if len(seen) == 2:
+                break
+    assert len(seen) == 2, seen
+    assert set(seen.values()) == {30}, seen
     page = request(server.port, "GET", "/observe/")
     assert f"Worker pid {page.headers['x-worker-pid']}" in page.text
     assert "every worker" in page.text
