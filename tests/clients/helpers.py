@@ -4,6 +4,7 @@ each kind the issue names."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any, Optional
 
 import httpx
@@ -19,6 +20,8 @@ from ..conftest import Spans
 KINDS = ("get", "session", "httpx", "async")
 #: Seconds any test call may take.
 TIMEOUT = 10.0
+#: Seconds B's ``/slow`` takes to answer: longer than a test's short timeout.
+SLOW = 0.5
 
 _log = get_logger("shop.calls")
 
@@ -38,6 +41,11 @@ def backend() -> Flask:
     @app.get("/moved")
     def moved() -> Response:
         return redirect("/echo")
+
+    @app.get("/slow")
+    def slow() -> str:
+        time.sleep(SLOW)
+        return "late"
 
     return app
 

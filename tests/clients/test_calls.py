@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 from flask_observe.clients.calls import LOGGER
 
 from ..conftest import GLOBAL_SPANS, Spans, log_lines, sample_value, scrape, serving
-from .helpers import KINDS, TIMEOUT, backend, call, caller
+from .helpers import KINDS, SLOW, TIMEOUT, backend, call, caller
 
 
 def _get(port: int, path: str, **params: str) -> requests.Response:
@@ -127,6 +127,37 @@ def test_a_refused_call_raises_as_it_would_and_is_recorded_by_its_class(
     families = scrape(app.test_client())
     requests_total = families["http_client_requests"]
     assert sample_value(requests_total, "_total", method="GET", peer="127.0.0.1:1", status=error)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_call_that_times_out_is_recorded_by_its_class(
+    b_url: str,
+    spans: Spans,
+    registry: CollectorRegistry,
+    capsys: pytest.CaptureFixture[str],
+    kind: str,
+) -> None:
+    """B takes longer than the call's timeout: the library's own timeout error reaches the
+    caller, and the span, the metrics and the debug line name its class."""
+    app = caller(spans, registry, OBSERVE_HTTP_CLIENT_LOG=True)
+    with app.test_request_context():
+        log_lines(capsys)
+        with pytest.raises((requests.Timeout, httpx.TimeoutException)) as raised:
+            call(kind, f"{b_url}/slow", timeout=SLOW / 5)
+    error = type(raised.value).__name__
+    assert error == "ReadTimeout"
+    (client,) = _client_spans(spans)
+    assert client.attributes["error.type"] == error
+    assert "http.response.status_code" not in client.attributes
+    assert client.status.status_code is StatusCode.ERROR
+    families = scrape(app.test_client())
+    peer = b_url.removeprefix("http://")
+    requests_total = families["http_client_requests"]
+    assert sample_value(requests_total, "_total", method="GET", peer=peer, status=error) == 1
+    duration = families["http_client_request_duration_seconds"]
+    assert sample_value(duration, "_count", method="GET", peer=peer) == 1
+    (line,) = [line for line in log_lines(capsys) if line.get("logger") == LOGGER]
+    assert (line["peer"], line["call_status"]) == (peer, error)
 
 
 def test_credentials_and_query_values_never_reach_the_span(b_url: str, spans: Spans) -> None:
