@@ -51,6 +51,7 @@ test-pythons:
 		if [ -z "$$py" ]; then echo "== Python $$v: not found, left out"; continue; fi; \
 		echo "== Python $$v: $$py"; \
 		[ -x .venv-$$v/bin/python ] || $$py -m venv .venv-$$v || exit 1; \
+		.venv-$$v/bin/python -m pip install --quiet --upgrade pip || exit 1; \
 		.venv-$$v/bin/python -m pip install --quiet -e '.[test,example]' || exit 1; \
 		.venv-$$v/bin/python -m pytest -q -p no:cacheprovider || exit 1; \
 	done
