@@ -413,9 +413,7 @@ class HealthMonitor:
         whichever probe ran it, by check name."""
         with self._lock:
             return {
-                name: slot.failure
-                for name, slot in self._slots.items()
-                if slot.failure is not None
+                name: slot.failure for name, slot in self._slots.items() if slot.failure is not None
             }
 
     def _wait(self, waiting: Sequence[tuple[HealthCheck, _Run]]) -> None:
