@@ -51,29 +51,21 @@ def wsgi(routes: int) -> Flask:
 
 
 def send(server: Server, requests: int, routes: int, start: int) -> None:
-    """*requests* requests, the *start*-th on, across every route, method and status."""
-    cycle = itertools.islice(
-        itertools.product(range(routes), METHODS, STATUSES), start % (routes * 20), None
-    )
-    sent = 0
-    while sent < requests:
-        for route, method, status in cycle:
-            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-            try:
-                conn.request(method, f"/r{route}/1?status={status}")
-                conn.getresponse().read()
-            finally:
-                conn.close()
-            sent += 1
-            if sent == requests:
-                return
-        cycle = itertools.product(range(routes), METHODS, STATUSES)
+    """*requests* requests, the *start*-th on, going round every route, method and status."""
+    every = itertools.cycle(itertools.product(range(routes), METHODS, STATUSES))
+    for route, method, status in itertools.islice(every, start, start + requests):
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        try:
+            conn.request(method, f"/r{route}/1?status={status}")
+            conn.getresponse().read()
+        finally:
+            conn.close()
 
 
-def workers_exited(server: Server) -> int:
-    """Workers gunicorn has started beyond the first set: those that exited."""
-    log = server.log_path.read_text(errors="replace")
-    return log.count("Booting worker with pid")
+def workers_booted(server: Server) -> int:
+    """Workers gunicorn has started so far, from its log: the first ones and every
+    replacement of one that exited."""
+    return server.log_path.read_text(errors="replace").count("Booting worker with pid")
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -128,7 +120,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                     assert ms is not None
                     first.setdefault(label, ms)
                     last[label] = ms
-                    exited = workers_exited(server) - args.workers
+                    exited = workers_booted(server) - args.workers
                     row += f"  {exited:>9} {files:>7} {ms:>16.1f}"
                 print(row, flush=True)
             print()

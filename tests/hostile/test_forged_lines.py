@@ -30,8 +30,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from flask import Flask
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
+
+from flask_observe import Observe
+from flask_observe.logs.filters import RepeatFilter
 
 from ..e2e.servers import Gunicorn, free_port, stop_process, wait_for
 
@@ -273,12 +278,6 @@ def test_the_line_after_held_back_warnings_says_how_many_were_held(
     """Five requests with a bad ``baggage`` header: OpenTelemetry's first warning is written,
     the next four are held back and counted; once the interval has passed, the next warning
     written carries ``suppressed: 4``."""
-    from flask import Flask
-    from prometheus_client import CollectorRegistry
-
-    from flask_observe import Observe
-    from flask_observe.logs.filters import RepeatFilter
-
     registry = CollectorRegistry()
     app = Flask("shop")
     app.config.update(OBSERVE_SERVICE_NAME="shop")
